@@ -1,0 +1,1 @@
+"""First-party plugins that ship with the core; registered through the ``hercules`` entry points."""

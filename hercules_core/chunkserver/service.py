@@ -1,0 +1,250 @@
+"""The chunkserver's handlers: chunk creation, versions, the data push chain, ordered mutations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import attrs
+
+from hercules_core import messages as m
+from hercules_core.config import Config
+from hercules_core.errors import ChunkFull, InvalidArgument, NotFound, NotPrimary, StaleVersion, Unavailable
+from hercules_core.plugins.types import Buffer, ChunkStore
+from hercules_core.rpc import CallContext, ConnectionPool, Dispatcher
+
+log = logging.getLogger(__name__)
+PUSH_TTL = 120.0  # pushed data not used by a mutation within this time is dropped
+ORDER_WAIT = 5.0  # how long a secondary waits for an earlier serial before applying anyway
+
+
+@attrs.define
+class ChunkState:
+    version: int
+    lease_expires: float = 0.0  # monotonic; > now while this server is primary
+    serial: int = 0  # last serial assigned (primary) or applied (secondary) at ``version``
+    lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+    applied: asyncio.Condition = attrs.field(factory=asyncio.Condition)
+    last_mutation: float = 0.0
+
+
+class ChunkserverService:
+    def __init__(self, config: Config, store: ChunkStore, pool: ConnectionPool, address: str) -> None:
+        self.config = config
+        self.store = store
+        self.pool = pool
+        self.address = address
+        self.server_id = _server_id(config.data_dir())
+        self.dispatcher = Dispatcher("chunkserver")
+        self.chunks: dict[int, ChunkState] = {}
+        self._pushed: dict[str, tuple[Buffer, float]] = {}
+        self._added: list[m.ChunkReport] = []
+        self._removed: list[int] = []
+        self._register_handlers()
+
+    async def load(self) -> list[m.ChunkReport]:
+        infos = await self.store.list()
+        previous = self.chunks
+        self.chunks = {}
+        for info in infos:
+            state = previous.get(info.handle)
+            self.chunks[info.handle] = state if state is not None and state.version == info.version \
+                else ChunkState(info.version)
+        return [m.ChunkReport(i.handle, i.version, i.length) for i in infos]
+
+    # -- heartbeat bookkeeping ---------------------------------------------------------------
+
+    def take_changes(self) -> tuple[list[m.ChunkReport], list[int]]:
+        added, removed = self._added, self._removed
+        self._added, self._removed = [], []
+        return added, removed
+
+    def leases_to_extend(self) -> list[int]:
+        """Chunks this server leads that saw mutations recently and whose lease is half gone."""
+        now = time.monotonic()
+        half = self.config.lease_seconds / 2
+        return [h for h, s in self.chunks.items()
+                if now < s.lease_expires < now + half and now - s.last_mutation < half]
+
+    def apply_extensions(self, extensions: list[m.LeaseExtension]) -> None:
+        now = time.monotonic()
+        for ext in extensions:
+            state = self.chunks.get(ext.handle)
+            if state is not None and state.version == ext.version:
+                state.lease_expires = now + ext.seconds
+
+    async def delete_chunks(self, handles: list[int]) -> None:
+        for handle in handles:
+            state = self.chunks.pop(handle, None)
+            if state is not None:
+                async with state.lock:
+                    await self.store.delete(handle)
+            else:
+                await self.store.delete(handle)
+
+    def expire_pushed(self) -> None:
+        cutoff = time.monotonic() - PUSH_TTL
+        for data_id in [k for k, (_, t) in self._pushed.items() if t < cutoff]:
+            del self._pushed[data_id]
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _state(self, handle: int, version: int) -> ChunkState:
+        state = self.chunks.get(handle)
+        if state is None:
+            raise NotFound(f"chunk {handle} is not on {self.address}")
+        if state.version != version:
+            raise StaleVersion(f"chunk {handle} on {self.address} is at version {state.version}, not {version}")
+        return state
+
+    def _take_pushed(self, data_id: str) -> Buffer:
+        entry = self._pushed.pop(data_id, None)
+        if entry is None:
+            raise NotFound(f"no data pushed under id {data_id} to {self.address}")
+        return entry[0]
+
+    async def _to_secondaries(self, secondaries: list[str], msg: m.ApplyMutation) -> None:
+        results = await asyncio.gather(*(self.pool.call(a, msg, timeout=30.0) for a in secondaries),
+                                       return_exceptions=True)
+        failed = [f"{a}: {r}" for a, r in zip(secondaries, results) if isinstance(r, BaseException)]
+        if failed:
+            raise Unavailable(f"chunk {msg.handle}: mutation {msg.serial} failed on " + "; ".join(failed))
+
+    async def _apply(self, handle: int, offset: int, data: Buffer, pad_to: int) -> None:
+        if pad_to:
+            info = await self.store.info(handle)
+            if info.length < pad_to:
+                await self.store.write(handle, info.length, bytes(pad_to - info.length))
+        else:
+            await self.store.write(handle, offset, data)
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    def _register_handlers(self) -> None:  # noqa: C901 - a flat table of small handlers
+        on = self.dispatcher.on
+
+        @on(m.Ping)
+        async def ping(msg: m.Ping, data: memoryview, ctx: CallContext) -> m.Pong:
+            usage = await self.store.usage()
+            return m.Pong("chunkserver", {"server_id": self.server_id, "chunks": len(self.chunks),
+                                          "used_bytes": usage.used_bytes})
+
+        @on(m.CreateChunk)
+        async def create(msg: m.CreateChunk, data: memoryview, ctx: CallContext) -> m.Ok:
+            await self.store.create(msg.handle, msg.version)
+            self.chunks.setdefault(msg.handle, ChunkState(msg.version)).version = msg.version
+            self._added.append(m.ChunkReport(msg.handle, msg.version, 0))
+            return m.Ok()
+
+        @on(m.SetVersion)
+        async def set_version(msg: m.SetVersion, data: memoryview, ctx: CallContext) -> m.Ok:
+            state = self.chunks.get(msg.handle)
+            if state is None:
+                raise NotFound(f"chunk {msg.handle} is not on {self.address}")
+            async with state.lock:
+                if state.version != msg.version:
+                    await self.store.set_version(msg.handle, msg.version)
+                    state.version, state.serial = msg.version, 0
+                state.lease_expires = time.monotonic() + msg.lease_seconds if msg.lease_seconds else 0.0
+            return m.Ok()
+
+        @on(m.DeleteChunks)
+        async def delete(msg: m.DeleteChunks, data: memoryview, ctx: CallContext) -> m.Ok:
+            await self.delete_chunks(msg.handles)
+            return m.Ok()
+
+        @on(m.PushData)
+        async def push(msg: m.PushData, data: memoryview, ctx: CallContext) -> m.Ok:
+            self._pushed[msg.data_id] = (data, time.monotonic())
+            if msg.chain:
+                try:
+                    await self.pool.call(msg.chain[0], m.PushData(msg.data_id, msg.chain[1:]), data, timeout=60.0)
+                except Exception:
+                    self._pushed.pop(msg.data_id, None)
+                    raise
+            return m.Ok()
+
+        @on(m.WriteChunk)
+        async def write(msg: m.WriteChunk, data: memoryview, ctx: CallContext) -> m.Written:
+            if msg.offset < 0:
+                raise InvalidArgument("offset must not be negative")
+            state = self._primary(msg.handle, msg.version)
+            payload = self._take_pushed(msg.data_id)
+            async with state.lock:
+                self._primary(msg.handle, msg.version)
+                state.serial += 1
+                state.last_mutation = time.monotonic()
+                await self.store.write(msg.handle, msg.offset, payload)
+                await self._to_secondaries(msg.secondaries, m.ApplyMutation(
+                    msg.handle, msg.version, state.serial, msg.offset, msg.data_id))
+            return m.Written(msg.offset, len(payload))
+
+        @on(m.AppendChunk)
+        async def append(msg: m.AppendChunk, data: memoryview, ctx: CallContext) -> m.Written:
+            state = self._primary(msg.handle, msg.version)
+            payload = self._take_pushed(msg.data_id)
+            if len(payload) > msg.chunk_size // 4:
+                raise InvalidArgument(f"a record may be at most a quarter chunk ({msg.chunk_size // 4} bytes)")
+            async with state.lock:
+                self._primary(msg.handle, msg.version)
+                state.serial += 1
+                state.last_mutation = time.monotonic()
+                offset = (await self.store.info(msg.handle)).length
+                if offset + len(payload) > msg.chunk_size:
+                    await self._apply(msg.handle, 0, b"", msg.chunk_size)
+                    await self._to_secondaries(msg.secondaries, m.ApplyMutation(
+                        msg.handle, msg.version, state.serial, 0, "", msg.chunk_size))
+                    raise ChunkFull(f"chunk {msg.handle} is full; append to the next chunk")
+                await self.store.write(msg.handle, offset, payload)
+                await self._to_secondaries(msg.secondaries, m.ApplyMutation(
+                    msg.handle, msg.version, state.serial, offset, msg.data_id))
+            return m.Written(offset, len(payload))
+
+        @on(m.ApplyMutation)
+        async def apply(msg: m.ApplyMutation, data: memoryview, ctx: CallContext) -> m.Ok:
+            state = self._state(msg.handle, msg.version)
+            payload = self._take_pushed(msg.data_id) if msg.data_id else b""
+            async with state.applied:
+                try:  # apply in the primary's serial order
+                    await asyncio.wait_for(state.applied.wait_for(lambda: state.serial >= msg.serial - 1),
+                                           ORDER_WAIT)
+                except TimeoutError:
+                    log.warning("chunk %d: serial %d arrived without %d", msg.handle, msg.serial, state.serial + 1)
+                async with state.lock:
+                    await self._apply(msg.handle, msg.offset, payload, msg.pad_to)
+                state.serial = max(state.serial, msg.serial)
+                state.applied.notify_all()
+            return m.Ok()
+
+        @on(m.ReadChunk)
+        async def read(msg: m.ReadChunk, data: memoryview, ctx: CallContext) -> tuple[m.ReadReply, bytes]:
+            if msg.offset < 0 or msg.length < 0:
+                raise InvalidArgument("offset and length must not be negative")
+            if msg.length > self.config.max_frame_data:
+                raise InvalidArgument(f"read of {msg.length} bytes exceeds the frame limit")
+            self._state(msg.handle, msg.version)
+            payload = await self.store.read(msg.handle, msg.offset, msg.length)
+            return m.ReadReply(len(payload)), payload
+
+    def _primary(self, handle: int, version: int) -> ChunkState:
+        state = self._state(handle, version)
+        if state.lease_expires <= time.monotonic():
+            raise NotPrimary(f"{self.address} holds no lease on chunk {handle}")
+        return state
+
+
+def _server_id(root: Path) -> str:
+    """A stable identity, kept beside the chunks, so a restarted server is recognised."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "server-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        server_id = uuid.uuid4().hex[:12]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(server_id)
+        tmp.replace(path)
+        return server_id

@@ -1,0 +1,414 @@
+"""Async client: namespace calls to the master; reads, writes and appends to chunkservers.
+
+Chunk locations are cached (leases until they expire, read locations briefly); a write
+pushes data along the replica chain, then asks the primary to commit it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import IO, Any
+
+from hercules_core import messages as m
+from hercules_core.errors import (
+    ChecksumMismatch,
+    ChunkFull,
+    HerculesError,
+    InvalidArgument,
+    IsADirectory,
+    NotFound,
+    NotPrimary,
+    StaleVersion,
+    Unavailable,
+)
+from hercules_core.framing import FrameLimits
+from hercules_core.paths import RESERVED, normalize, parent_and_name
+from hercules_core.plugins.manager import PluginManager, make_plugin_manager
+from hercules_core.plugins.types import Buffer, TransportSpec
+from hercules_core.rpc import ConnectionPool
+
+log = logging.getLogger(__name__)
+PIECE = 4 << 20  # unit of data movement: a write mutation or a read request
+READ_CACHE_TTL = 30.0
+RETRY_FOR = 45.0  # seconds a data operation keeps retrying through failures
+RETRYABLE = (Unavailable, NotPrimary, StaleVersion, NotFound, ChecksumMismatch)
+UploadSource = bytes | bytearray | memoryview | AsyncIterable[Buffer] | Iterable[Buffer] | IO[bytes]
+
+
+class Client:
+    def __init__(self, master: str, transport: TransportSpec, limits: FrameLimits | None = None,
+                 window: int = 4) -> None:
+        self.master = master
+        self.pool = ConnectionPool(transport, limits or FrameLimits())
+        self.window = window
+        self.chunk_size = 0
+        self._write_locs: dict[tuple[int, int], m.ChunkLocation] = {}
+        self._read_locs: dict[tuple[int, int], tuple[m.ChunkLocation, float]] = {}
+
+    async def start(self) -> "Client":
+        pong = await self._master(m.Ping())
+        self.chunk_size = int(pong.info["chunk_size"])
+        return self
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def __aenter__(self) -> "Client":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _master(self, msg: Any, timeout: float = 30.0) -> Any:
+        reply, _ = await self.pool.call(self.master, msg, timeout=timeout)
+        return reply
+
+    # -- namespace ---------------------------------------------------------------------------
+
+    async def ping(self) -> m.Pong:
+        return await self._master(m.Ping())
+
+    async def mkdir(self, path: str) -> m.FileInfo:
+        return await self._master(m.Mkdir(normalize(path)))
+
+    async def create(self, path: str, replication: int | None = None, exclusive: bool = True) -> m.FileInfo:
+        return await self._master(m.Create(normalize(path), replication, exclusive))
+
+    async def stat(self, path: str) -> m.FileInfo:
+        return await self._master(m.Stat(normalize(path)))
+
+    async def list(self, path: str, recursive: bool = False, limit: int = 0, cursor: str = "") -> m.Listing:
+        return await self._master(m.ListDir(normalize(path), recursive, limit, cursor))
+
+    async def rename(self, source: str, target: str, overwrite: bool = False) -> None:
+        await self._master(m.Rename(normalize(source, what="source"), normalize(target, what="target"), overwrite))
+
+    async def delete(self, path: str, recursive: bool = False) -> None:
+        await self._master(m.Delete(normalize(path), recursive))
+
+    async def cluster(self) -> m.ClusterInfo:
+        return await self._master(m.ClusterStatus())
+
+    async def chunk_handle(self, path: str, index: int) -> m.ChunkLocation:
+        info = await self._file(path)
+        return await self._master(m.GetChunk(info.file_id, index))
+
+    async def chunk_servers(self, handle: int) -> m.ChunkLocation:
+        return await self._master(m.FindChunk(handle))
+
+    async def _ready(self) -> None:
+        if not self.chunk_size:  # the gateway starts before the master may be up
+            await self.start()
+
+    async def _file(self, path: str) -> m.FileInfo:
+        await self._ready()
+        info = await self.stat(path)
+        if info.is_dir:
+            raise IsADirectory(f"{info.path}: is a directory")
+        return info
+
+    # -- locations ----------------------------------------------------------------------------
+
+    async def _write_location(self, file_id: int, index: int) -> m.ChunkLocation:
+        key = (file_id, index)
+        loc = self._write_locs.get(key)
+        if loc is None or loc.lease_expires - time.time() < 2.0 or not loc.primary:
+            loc = await self._master(m.GetChunk(file_id, index, for_write=True))
+            self._write_locs[key] = loc
+        return loc
+
+    async def _read_location(self, file_id: int, index: int) -> m.ChunkLocation:
+        key = (file_id, index)
+        cached = self._read_locs.get(key)
+        if cached is not None and time.monotonic() - cached[1] < READ_CACHE_TTL:
+            return cached[0]
+        loc = await self._master(m.GetChunk(file_id, index))
+        if loc.exists:
+            self._read_locs[key] = (loc, time.monotonic())
+        return loc
+
+    def _forget(self, file_id: int, index: int) -> None:
+        self._write_locs.pop((file_id, index), None)
+        self._read_locs.pop((file_id, index), None)
+
+    # -- data path ------------------------------------------------------------------------------
+
+    async def _push(self, loc: m.ChunkLocation, data: Buffer) -> str:
+        data_id = uuid.uuid4().hex
+        chain = list(loc.replicas)
+        await self.pool.call(chain[0], m.PushData(data_id, chain[1:]), data, timeout=60.0)
+        return data_id
+
+    async def _retrying(self, file_id: int, index: int, attempt: Any) -> Any:
+        deadline = time.monotonic() + RETRY_FOR
+        delay = 0.05
+        while True:
+            try:
+                return await attempt()
+            except RETRYABLE as exc:
+                self._forget(file_id, index)
+                if time.monotonic() + delay > deadline:
+                    raise Unavailable(f"chunk {index} of file {file_id}: giving up after retries: {exc}") from exc
+                log.debug("retrying chunk %d of file %d: %s", index, file_id, exc)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+
+    async def _write_piece(self, file_id: int, offset: int, data: Buffer) -> None:
+        """One mutation within one chunk: push along the chain, then commit at the primary."""
+        index, within = divmod(offset, self.chunk_size)
+
+        async def attempt() -> None:
+            loc = await self._write_location(file_id, index)
+            data_id = await self._push(loc, data)
+            secondaries = [r for r in loc.replicas if r != loc.primary]
+            await self.pool.call(loc.primary, m.WriteChunk(loc.handle, loc.version, within, data_id, secondaries),
+                                 timeout=60.0)
+
+        await self._retrying(file_id, index, attempt)
+
+    def _pieces(self, offset: int, length: int) -> Iterable[tuple[int, int]]:
+        """(offset, length) pieces that never cross a chunk boundary nor exceed ``PIECE``."""
+        end = offset + length
+        while offset < end:
+            boundary = (offset // self.chunk_size + 1) * self.chunk_size
+            step = min(end, boundary, offset + PIECE) - offset
+            yield offset, step
+            offset += step
+
+    async def write(self, path: str, offset: int, data: Buffer) -> int:
+        """Write ``data`` at ``offset`` of an existing file; returns the bytes written."""
+        if offset < 0:
+            raise InvalidArgument("offset must not be negative")
+        info = await self._file(path)
+        view = memoryview(data)
+        await self._write_all(info.file_id, offset, view)
+        return len(view)
+
+    async def _write_all(self, file_id: int, offset: int, view: memoryview) -> None:
+        sem = asyncio.Semaphore(self.window)
+
+        async def one(off: int, size: int) -> None:
+            async with sem:
+                await self._write_piece(file_id, off, view[off - offset: off - offset + size])
+
+        await asyncio.gather(*(one(o, n) for o, n in self._pieces(offset, len(view))))
+        if len(view):
+            await self._master(m.ExtendSize(file_id, offset + len(view)))
+
+    async def append(self, path: str, data: Buffer) -> int:
+        """Record append: atomic, at least once; returns the file offset of the record."""
+        info = await self._file(path)
+        if len(data) == 0:
+            raise InvalidArgument("an appended record must not be empty")
+        if len(data) > self.chunk_size // 4:
+            raise InvalidArgument(f"a record may be at most a quarter chunk ({self.chunk_size // 4} bytes)")
+        deadline = time.monotonic() + RETRY_FOR
+        index = -1
+        while True:
+            try:
+                loc = await self._master(m.LastChunk(info.file_id)) if index < 0 else \
+                    await self._write_location(info.file_id, index)
+                index = loc.index
+                data_id = await self._push(loc, data)
+                secondaries = [r for r in loc.replicas if r != loc.primary]
+                written, _ = await self.pool.call(loc.primary, m.AppendChunk(
+                    loc.handle, loc.version, data_id, secondaries, self.chunk_size), timeout=60.0)
+            except ChunkFull:
+                index += 1
+                continue
+            except RETRYABLE as exc:
+                if index >= 0:
+                    self._forget(info.file_id, index)
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"append to {path}: giving up after retries: {exc}") from exc
+                await asyncio.sleep(0.05 + random.random() * 0.2)
+                index = -1
+                continue
+            offset = index * self.chunk_size + written.offset
+            await self._master(m.ExtendSize(info.file_id, offset + len(data)))
+            return offset
+
+    async def _read_piece(self, file_id: int, offset: int, length: int) -> bytes:
+        index, within = divmod(offset, self.chunk_size)
+
+        async def attempt() -> bytes:
+            loc = await self._read_location(file_id, index)
+            if not loc.exists:
+                return bytes(length)
+            if not loc.replicas:
+                raise Unavailable(f"chunk {loc.handle} has no live replica")
+            errors = []
+            for replica in random.sample(loc.replicas, len(loc.replicas)):
+                try:
+                    _, data = await self.pool.call(replica, m.ReadChunk(loc.handle, loc.version, within, length))
+                except ChecksumMismatch as exc:
+                    errors.append(exc)
+                    await self._report_bad(loc.handle, replica, str(exc))
+                    continue
+                except (Unavailable, StaleVersion, NotFound) as exc:
+                    errors.append(exc)
+                    continue
+                return bytes(data) + bytes(length - len(data)) if len(data) < length else bytes(data)
+            raise errors[-1]
+
+        return await self._retrying(file_id, index, attempt)
+
+    async def _report_bad(self, handle: int, replica: str, reason: str) -> None:
+        try:
+            await self._master(m.ReportBadReplica(handle, replica, reason))
+        except HerculesError as exc:
+            log.warning("could not report bad replica of chunk %d: %s", handle, exc)
+
+    async def read(self, path: str, offset: int = 0, length: int = -1) -> bytes:
+        """Up to ``length`` bytes from ``offset`` (all of the rest if negative); short at the end."""
+        return b"".join([piece async for piece in self.download(path, offset, length)])
+
+    async def download(self, path: str, offset: int = 0, length: int = -1) -> AsyncIterator[bytes]:
+        """Stream a file's bytes in order, fetching up to ``window`` pieces ahead."""
+        if offset < 0:
+            raise InvalidArgument("offset must not be negative")
+        info = await self._file(path)
+        end = info.size if length < 0 else min(info.size, offset + length)
+        ahead: collections.deque[asyncio.Task[bytes]] = collections.deque()
+        pieces = iter(self._pieces(offset, max(0, end - offset)))
+        try:
+            while True:
+                while len(ahead) < self.window:
+                    nxt = next(pieces, None)
+                    if nxt is None:
+                        break
+                    ahead.append(asyncio.ensure_future(self._read_piece(info.file_id, *nxt)))
+                if not ahead:
+                    return
+                yield await ahead.popleft()
+        finally:
+            for task in ahead:
+                task.cancel()
+
+    async def upload(self, path: str, source: UploadSource, *, overwrite: bool = False,
+                     replication: int | None = None) -> m.FileInfo:
+        """Stream ``source`` into a new file, published atomically under ``path`` when complete."""
+        path = normalize(path)
+        await self._ready()
+        try:
+            existing = await self.stat(path)
+        except NotFound:
+            existing = None
+        if existing is not None and (existing.is_dir or not overwrite):
+            raise (IsADirectory if existing.is_dir else _exists)(f"{path}: already exists")
+        parent, _ = parent_and_name(path)
+        await self.mkdir(parent)
+        await self.mkdir(f"{RESERVED}/uploads")
+        temp = f"{RESERVED}/uploads/{uuid.uuid4().hex}"
+        info = await self.create(temp, replication)
+        try:
+            size = await self._upload_into(info.file_id, source)
+            if size:
+                await self._master(m.ExtendSize(info.file_id, size))
+            await self.rename(temp, path, overwrite=overwrite)
+        except BaseException:
+            try:
+                await asyncio.shield(self.delete(temp))
+            except HerculesError:
+                pass
+            raise
+        return await self.stat(path)
+
+    async def write_stream(self, path: str, offset: int, source: UploadSource) -> int:
+        """Write a stream of any length at ``offset`` of an existing file; returns bytes written."""
+        if offset < 0:
+            raise InvalidArgument("offset must not be negative")
+        info = await self._file(path)
+        end = await self._upload_into(info.file_id, source, offset)
+        if end > offset:
+            await self._master(m.ExtendSize(info.file_id, end))
+        return end - offset
+
+    async def _upload_into(self, file_id: int, source: UploadSource, start: int = 0) -> int:
+        """Write ``source`` from ``start`` with up to ``window`` pieces in flight; return the end offset."""
+        sem = asyncio.Semaphore(self.window)
+        tasks: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+        offset = start
+
+        async def one(off: int, piece: bytes) -> None:
+            try:
+                await self._write_piece(file_id, off, piece)
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                sem.release()
+
+        try:
+            async for piece in _rechunk(source, lambda: min(PIECE, self.chunk_size - offset % self.chunk_size)):
+                if failures:
+                    break
+                await sem.acquire()
+                task = asyncio.ensure_future(one(offset, piece))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                offset += len(piece)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+        if failures:
+            raise failures[0]
+        return offset
+
+
+def _exists(message: str) -> HerculesError:
+    from hercules_core.errors import AlreadyExists
+
+    return AlreadyExists(message)
+
+
+async def _rechunk(source: UploadSource, next_size: Any) -> AsyncIterator[bytes]:
+    """Regroup any byte source into pieces of exactly ``next_size()`` bytes (the last may be short)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        view = memoryview(source)
+        pos = 0
+        while pos < len(view):
+            size = next_size()
+            yield view[pos:pos + size]
+            pos += size
+        return
+    if hasattr(source, "read"):
+        loop = asyncio.get_running_loop()
+        while True:
+            piece = await loop.run_in_executor(None, source.read, next_size())
+            if not piece:
+                return
+            yield piece
+    buf = bytearray()
+    if hasattr(source, "__aiter__"):
+        async for part in source:
+            buf += part
+            while len(buf) >= next_size():
+                size = next_size()
+                yield bytes(buf[:size])
+                del buf[:size]
+    else:
+        for part in source:
+            buf += part
+            while len(buf) >= next_size():
+                size = next_size()
+                yield bytes(buf[:size])
+                del buf[:size]
+    if buf:
+        yield bytes(buf)
+
+
+async def connect(master: str, transport: str = "tcp", plugins: PluginManager | None = None,
+                  limits: FrameLimits | None = None) -> Client:
+    """A started client for the master at ``master``, using the named transport plugin."""
+    plugins = plugins or make_plugin_manager()
+    client = Client(master, plugins.transport(transport), limits)
+    return await client.start()

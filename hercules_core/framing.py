@@ -1,0 +1,70 @@
+"""Sans-I/O framing: the one frame format every transport moves.
+
+A frame is a 16-byte header, a msgpack *meta* part (the typed message) and a raw
+*data* part (chunk bytes, never re-encoded). Transports read the header, ask
+``parse_header`` how much follows, read exactly that, and hand back a ``Frame``.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+
+import attrs
+
+from hercules_core.errors import ProtocolError
+
+MAGIC = b"HF"
+WIRE_VERSION = 1
+_HEADER = struct.Struct("!2sBBIII")
+HEADER_SIZE = _HEADER.size
+
+
+class Kind(IntEnum):
+    REQUEST = 1
+    RESPONSE = 2
+
+
+@attrs.frozen
+class FrameLimits:
+    """Per-frame size limits; a frame over them closes its connection."""
+
+    max_meta: int = 1 << 20
+    max_data: int = 16 << 20
+
+
+@attrs.frozen
+class Frame:
+    kind: Kind
+    request_id: int
+    meta: bytes
+    data: bytes | bytearray | memoryview = b""
+
+    def header(self) -> bytes:
+        return _HEADER.pack(MAGIC, WIRE_VERSION, self.kind, self.request_id, len(self.meta), len(self.data))
+
+
+@attrs.frozen
+class Header:
+    kind: Kind
+    request_id: int
+    meta_len: int
+    data_len: int
+
+
+def parse_header(raw: bytes | bytearray | memoryview, limits: FrameLimits) -> Header:
+    """Validate a header; ``ProtocolError`` names what is wrong with it."""
+    if len(raw) != HEADER_SIZE:
+        raise ProtocolError(f"short frame header: {len(raw)} of {HEADER_SIZE} bytes")
+    magic, version, kind, request_id, meta_len, data_len = _HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad frame magic {bytes(magic)!r}; not a Hercules peer")
+    if version != WIRE_VERSION:
+        raise ProtocolError(f"unsupported wire version {version}")
+    if kind not in (Kind.REQUEST, Kind.RESPONSE):
+        raise ProtocolError(f"unknown frame kind {kind}")
+    if meta_len == 0 or meta_len > limits.max_meta:
+        raise ProtocolError(f"message of {meta_len} bytes is outside 1..{limits.max_meta}")
+    if data_len > limits.max_data:
+        raise ProtocolError(f"data of {data_len} bytes exceeds the {limits.max_data}-byte frame limit")
+    return Header(Kind(kind), request_id, meta_len, data_len)

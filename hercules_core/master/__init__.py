@@ -1,0 +1,1 @@
+"""The master role: namespace, chunk allocation, placement, leases, chunkserver tracking."""

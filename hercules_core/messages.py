@@ -1,0 +1,321 @@
+"""Wire messages: attrs classes, each registered under a short type tag.
+
+Bulk data never lives in these; it travels in the frame's raw data part.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import attrs
+
+T = TypeVar("T")
+REGISTRY: dict[str, type] = {}
+
+
+def message(tag: str):
+    """Register an attrs class as a wire message under ``tag``."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        if tag in REGISTRY:
+            raise ValueError(f"duplicate message tag {tag!r}")
+        cls = attrs.frozen(cls)
+        cls.TAG = tag  # type: ignore[attr-defined]
+        REGISTRY[tag] = cls
+        return cls
+
+    return wrap
+
+
+# --- generic replies ----------------------------------------------------------------
+
+
+@message("ok")
+class Ok:
+    pass
+
+
+@message("err")
+class ErrorReply:
+    code: str
+    message: str
+
+
+# --- namespace (client -> master) ----------------------------------------------------
+
+
+@message("file")
+class FileInfo:
+    path: str
+    file_id: int
+    is_dir: bool
+    size: int
+    replication: int
+    chunk_count: int
+    ctime: float
+    mtime: float
+
+
+@message("mkdir")
+class Mkdir:
+    path: str
+
+
+@message("create")
+class Create:
+    path: str
+    replication: int | None = None
+    exclusive: bool = True
+
+
+@message("stat")
+class Stat:
+    path: str
+
+
+@message("list")
+class ListDir:
+    path: str
+    recursive: bool = False
+    limit: int = 0
+    cursor: str = ""
+
+
+@message("listing")
+class Listing:
+    entries: list[FileInfo]
+    next_cursor: str = ""
+
+
+@message("rename")
+class Rename:
+    source: str
+    target: str
+    overwrite: bool = False
+
+
+@message("delete")
+class Delete:
+    path: str
+    recursive: bool = False
+
+
+# --- chunks (client -> master) ---------------------------------------------------------
+
+
+@message("getchunk")
+class GetChunk:
+    """Location of chunk ``index`` of a file; ``for_write`` also ensures a lease (and allocates)."""
+
+    file_id: int
+    index: int
+    for_write: bool = False
+
+
+@message("lastchunk")
+class LastChunk:
+    """The chunk record appends go to: the file's last, allocated if the file has none."""
+
+    file_id: int
+
+
+@message("findchunk")
+class FindChunk:
+    handle: int
+
+
+@message("chunkloc")
+class ChunkLocation:
+    handle: int
+    index: int
+    version: int
+    replicas: list[str]
+    primary: str = ""
+    lease_expires: float = 0.0  # wall clock, for display
+    exists: bool = True
+
+
+@message("extend")
+class ExtendSize:
+    file_id: int
+    size: int
+
+
+@message("badreplica")
+class ReportBadReplica:
+    handle: int
+    address: str
+    reason: str
+
+
+@message("cluster")
+class ClusterStatus:
+    pass
+
+
+@message("csinfo")
+class ChunkserverStatus:
+    server_id: str
+    address: str
+    state: str
+    capacity_bytes: int
+    used_bytes: int
+    chunk_count: int
+    last_heartbeat_age: float
+    phi: float = 0.0
+
+
+@message("clusterinfo")
+class ClusterInfo:
+    chunkservers: list[ChunkserverStatus]
+    chunk_size: int
+    replication: int
+    under_replicated: int = 0
+    pending_deletions: int = 0
+
+
+# --- chunkserver <-> master --------------------------------------------------------------
+
+
+@message("chunkrep")
+class ChunkReport:
+    handle: int
+    version: int
+    length: int = 0
+
+
+@message("register")
+class Register:
+    server_id: str
+    address: str
+    capacity_bytes: int
+    used_bytes: int
+    chunks: list[ChunkReport]
+
+
+@message("registered")
+class Registered:
+    delete: list[int]
+    heartbeat_interval: float
+
+
+@message("heartbeat")
+class Heartbeat:
+    server_id: str
+    capacity_bytes: int
+    used_bytes: int
+    chunk_count: int
+    added: list[ChunkReport] = attrs.Factory(list)
+    removed: list[int] = attrs.Factory(list)
+    lease_extensions: list[int] = attrs.Factory(list)
+
+
+@message("leaseext")
+class LeaseExtension:
+    handle: int
+    version: int
+    seconds: float
+
+
+@message("hbreply")
+class HeartbeatReply:
+    known: bool
+    delete: list[int] = attrs.Factory(list)
+    extended: list[LeaseExtension] = attrs.Factory(list)
+
+
+# --- master -> chunkserver ---------------------------------------------------------------
+
+
+@message("mkchunk")
+class CreateChunk:
+    handle: int
+    version: int
+
+
+@message("setversion")
+class SetVersion:
+    """New chunk version after a lease grant; ``lease_seconds`` > 0 makes the receiver primary."""
+
+    handle: int
+    version: int
+    lease_seconds: float = 0.0
+
+
+@message("rmchunks")
+class DeleteChunks:
+    handles: list[int]
+
+
+# --- data path (client -> chunkserver, chunkserver -> chunkserver) -------------------------
+
+
+@message("push")
+class PushData:
+    """Buffer the frame's data under ``data_id`` here and forward it along ``chain``."""
+
+    data_id: str
+    chain: list[str]
+
+
+@message("write")
+class WriteChunk:
+    handle: int
+    version: int
+    offset: int
+    data_id: str
+    secondaries: list[str]
+
+
+@message("append")
+class AppendChunk:
+    handle: int
+    version: int
+    data_id: str
+    secondaries: list[str]
+    chunk_size: int
+
+
+@message("apply")
+class ApplyMutation:
+    """A mutation in the primary's serial order; ``pad_to`` > 0 zero-fills to that length."""
+
+    handle: int
+    version: int
+    serial: int
+    offset: int
+    data_id: str = ""
+    pad_to: int = 0
+
+
+@message("written")
+class Written:
+    offset: int
+    length: int
+
+
+@message("read")
+class ReadChunk:
+    handle: int
+    version: int
+    offset: int
+    length: int
+
+
+@message("readreply")
+class ReadReply:
+    length: int
+
+
+@message("ping")
+class Ping:
+    pass
+
+
+@message("pong")
+class Pong:
+    role: str
+    info: dict[str, Any] = attrs.Factory(dict)
+
+
+Message = Any

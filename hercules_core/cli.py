@@ -121,6 +121,28 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hercules_core.backup import backup
+
+    config = _config(args)
+    size = backup(config.data_dir(), Path(args.out))
+    print(json.dumps({"backup": args.out, "bytes": size}))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hercules_core.backup import restore
+
+    config = _config(args)
+    restore(Path(args.archive), config.data_dir(), force=args.force)
+    print(json.dumps({"restored": args.archive, "root_dir": str(config.data_dir())}))
+    return 0
+
+
 def _client_command(fn: Callable[[Any, argparse.Namespace], Coroutine[Any, Any, Any]]) -> Callable[..., int]:
     def run(args: argparse.Namespace) -> int:
         from hercules_core.client import connect
@@ -208,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("health", help="ask this process's role (from config) whether it serves")
     _add_config_flags(p)
     p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("backup", help="online, consistent copy of the master's metadata")
+    p.add_argument("--out", required=True, help="file to write")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_backup, role="master")
+
+    p = sub.add_parser("restore", help="load a metadata backup into a stopped master's ROOT_DIR")
+    p.add_argument("archive")
+    p.add_argument("--force", action="store_true", help="replace existing metadata")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_restore, role="master")
 
     for name, fn, helptext, extra in [
         ("put", _put, "upload a local file", [("local", {}), ("path", {}),

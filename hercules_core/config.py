@@ -97,7 +97,10 @@ class Config:
         return Path(self.root_dir or f"./data/{self.role or 'master'}")
 
     def store_options(self) -> dict[str, Any]:
-        return {"zstd_level": self.zstd_level, "capacity_bytes": self.capacity_bytes}
+        options: dict[str, Any] = {"zstd_level": self.zstd_level}
+        if self.capacity_bytes > 0:  # 0 means: what the file system has
+            options["capacity_bytes"] = self.capacity_bytes
+        return options
 
 
 FIELDS = {a.name: a for a in attrs.fields(Config)}

@@ -62,6 +62,13 @@ class Unavailable(HerculesError):
     http_status = 503
 
 
+class TooFewChunkservers(Unavailable):
+    """Fewer live chunkservers than the replication asked: retrying soon will not help."""
+
+    code = "too_few_chunkservers"
+    http_status = 503
+
+
 class NoSpace(HerculesError):
     code = "no_space"
     http_status = 507

@@ -23,8 +23,10 @@ from hercules_core.errors import (
     InvalidArgument,
     IsADirectory,
     NotFound,
+    NoSpace,
     NotPrimary,
     StaleVersion,
+    TooFewChunkservers,
     Unavailable,
 )
 from hercules_core.framing import FrameLimits
@@ -151,6 +153,8 @@ class Client:
         while True:
             try:
                 return await attempt()
+            except (TooFewChunkservers, NoSpace):
+                raise
             except RETRYABLE as exc:
                 self._forget(file_id, index)
                 if time.monotonic() + delay > deadline:
@@ -222,6 +226,8 @@ class Client:
             except ChunkFull:
                 index += 1
                 continue
+            except (TooFewChunkservers, NoSpace):
+                raise
             except RETRYABLE as exc:
                 if index >= 0:
                     self._forget(info.file_id, index)

@@ -9,7 +9,7 @@ from typing import Any
 
 from hercules_core import messages as m
 from hercules_core.config import Config
-from hercules_core.errors import InvalidArgument, NoSpace, NotFound, Unavailable
+from hercules_core.errors import InvalidArgument, NoSpace, NotFound, TooFewChunkservers, Unavailable
 from hercules_core.master.cluster import Chunkserver, Cluster, Lease
 from hercules_core.master.store import ChunkRef, MetadataStore
 from hercules_core.paths import normalize
@@ -74,7 +74,7 @@ class MasterService:
         info = await self.store.stat_id(file_id)
         live = [s.view() for s in self.cluster.live_servers()]
         if len(live) < info.replication:
-            raise Unavailable(f"{info.replication} replicas asked but only {len(live)} live chunkservers")
+            raise TooFewChunkservers(f"{info.replication} replicas asked but only {len(live)} live chunkservers")
         chosen = self.placement.choose(live, info.replication)
         if len(chosen) < info.replication:
             raise NoSpace(f"only {len(chosen)} chunkservers have free space for {info.replication} replicas")

@@ -1,0 +1,133 @@
+"""The plugin core: hook specs, guarded loading, selection by name, listing."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hercules_core.errors import PluginError
+from hercules_core.plugins import hookspecs
+from hercules_core.plugins.manager import AREAS, make_plugin_manager
+
+MEMORY_STORE = """
+from contextlib import asynccontextmanager
+from hercules_core.plugins import hookimpl
+from hercules_core.plugins.types import ChunkStoreSpec
+
+@asynccontextmanager
+async def open_store(ctx):
+    yield {}
+
+@hookimpl
+def hercules_chunk_stores():
+    yield ChunkStoreSpec(name="memory", open=open_store, description="test store")
+"""
+
+
+def test_every_hook_is_documented_and_typed() -> None:
+    hooks = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("hercules_")]
+    assert sorted(hooks) == sorted(hook for hook, _ in AREAS.values())
+    for name in hooks:
+        fn = getattr(hookspecs, name)
+        doc = inspect.getdoc(fn) or ""
+        assert "Role and phase" in doc and "Returns" in doc and "Example" in doc, name
+        assert inspect.signature(fn).return_annotation != inspect.Signature.empty, name
+
+
+def test_builtin_and_first_party_plugins_are_found_through_entry_points() -> None:
+    pm = make_plugin_manager(strict=True)
+    assert pm.names("transport") == ["tcp"]
+    assert {"fs", "zstd"} <= set(pm.names("chunk_store"))
+    assert pm.names("placement") == ["spread"]
+    assert pm.names("routes") == ["rest-v1"]
+    assert pm.names("metadata_store") == ["sqlite"]
+    rows = {r.name: r for r in pm.list_plugins()}
+    assert rows["transport_tcp"].distribution == "hercules-transport-tcp"
+    assert rows["transport_tcp"].hooks == ["hercules_transports"]
+    assert rows["store_zstd"].contributes == {"chunk_store": ["zstd"]}
+    assert rows["placement_spread"].distribution == "hercules"
+
+
+def test_unknown_name_lists_what_is_installed() -> None:
+    pm = make_plugin_manager()
+    with pytest.raises(PluginError) as err:
+        pm.chunk_store("s3")
+    assert "unknown chunk store 's3'" in str(err.value)
+    assert "fs" in str(err.value) and "zstd" in str(err.value)
+
+
+def test_third_party_plugin_is_selectable_by_name(fake_dist, no_leftover_modules) -> None:
+    fake_dist("thirdparty-memory", "memory_store", "thirdparty_memory", MEMORY_STORE)
+    pm = make_plugin_manager(strict=True)
+    assert pm.chunk_store("memory").description == "test store"
+    row = next(r for r in pm.list_plugins() if r.name == "memory_store")
+    assert (row.distribution, row.version, row.status) == ("thirdparty-memory", "1.0", "active")
+
+
+def test_broken_plugin_is_reported_by_name_and_others_still_load(fake_dist, no_leftover_modules) -> None:
+    fake_dist("thirdparty-broken", "broken", "thirdparty_broken", "raise ImportError('needs libfoo')\n")
+    pm = make_plugin_manager()
+    row = next(r for r in pm.list_plugins() if r.name == "broken")
+    assert row.status == "failed" and row.distribution == "thirdparty-broken"
+    assert "ImportError: needs libfoo" in row.error
+    assert pm.transport("tcp").name == "tcp"
+    with pytest.raises(PluginError, match="failed to load: broken"):
+        pm.chunk_store("nope")
+
+
+def test_strict_mode_fails_fast_on_a_broken_plugin(fake_dist, no_leftover_modules) -> None:
+    fake_dist("thirdparty-broken", "broken", "thirdparty_broken2", "1/0\n")
+    with pytest.raises(PluginError, match="'broken' from 'thirdparty-broken' failed to load: ZeroDivisionError"):
+        make_plugin_manager(strict=True)
+
+
+def test_two_providers_of_one_name_is_an_error_naming_both(fake_dist, no_leftover_modules) -> None:
+    fake_dist("thirdparty-a", "mem_a", "thirdparty_mem_a", MEMORY_STORE)
+    fake_dist("thirdparty-b", "mem_b", "thirdparty_mem_b", MEMORY_STORE)
+    pm = make_plugin_manager()
+    with pytest.raises(PluginError, match="'memory' is provided by both plugin 'mem_a' and 'mem_b'"):
+        pm.chunk_store("memory")
+
+
+def test_block_and_allow_lists() -> None:
+    pm = make_plugin_manager(block=["store_zstd"])
+    assert "zstd" not in pm.names("chunk_store")
+    assert next(r for r in pm.list_plugins() if r.name == "store_zstd").status == "blocked"
+    only = make_plugin_manager(allow=["transport_tcp"])
+    assert only.names("transport") == ["tcp"] and only.names("chunk_store") == []
+
+
+def test_registering_after_assembly_raises() -> None:
+    pm = make_plugin_manager()
+    pm.freeze()
+    with pytest.raises(PluginError, match="already assembled"):
+        pm.register(object(), "late")
+
+
+def test_misspelled_hook_is_caught_at_registration() -> None:
+    from hercules_core.plugins import hookimpl
+
+    class Typo:
+        @hookimpl
+        def hercules_chunk_store(self):  # missing "s"
+            return []
+
+    pm = make_plugin_manager(load_entrypoints=False)
+    with pytest.raises(Exception, match="hercules_chunk_store"):
+        pm.register(Typo(), "typo")
+
+
+def test_plugins_command_json() -> None:
+    out = subprocess.run([sys.executable, "-m", "hercules_core", "plugins", "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    rows = {r["name"]: r for r in json.loads(out)}
+    for name in ("transport_tcp", "store_fs", "store_zstd", "placement_spread", "rest_v1"):
+        assert rows[name]["status"] == "active", rows[name]
+        assert rows[name]["version"] and rows[name]["hooks"]
+    text = subprocess.run([sys.executable, "-m", "hercules_core", "plugins"], check=True,
+                          capture_output=True, text=True).stdout
+    assert "store_zstd  [active]  hercules-store-zstd 0.1.0" in text

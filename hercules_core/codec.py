@@ -13,6 +13,23 @@ from hercules_core.messages import REGISTRY
 converter = make_converter()
 
 
+def _strict(kind: type, accept: tuple[type, ...]) -> None:
+    """No silent coercion: a peer that sends 5 where a path belongs gets an error, not "5"."""
+
+    def structure(value: Any, _type: Any) -> Any:
+        if type(value) is bool and kind is not bool or not isinstance(value, accept):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return kind(value)
+
+    converter.register_structure_hook(kind, structure)
+
+
+_strict(str, (str,))
+_strict(int, (int,))
+_strict(float, (int, float))
+_strict(bool, (bool,))
+
+
 def encode(msg: Any) -> bytes:
     """``[tag, fields]`` as msgpack."""
     return msgpack.packb([type(msg).TAG, converter.unstructure(msg)], use_bin_type=True)

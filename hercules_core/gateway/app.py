@@ -36,6 +36,9 @@ async def errors_middleware(request: web.Request, handler):  # type: ignore[no-u
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else \
             f"{request.method} {request.path}: {exc.reason}"
+        if exc.content_type == "application/json" and exc.text:
+            return web.Response(status=exc.status, text=exc.text, content_type="application/json",
+                                headers={k: v for k, v in exc.headers.items() if k.lower() != "content-type"})
         return error_response(exc.status, code, message)
     except json.JSONDecodeError as exc:
         return error_response(400, "invalid_argument", f"request body is not valid JSON: {exc}")

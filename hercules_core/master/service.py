@@ -79,19 +79,20 @@ class MasterService:
         if len(chosen) < info.replication:
             raise NoSpace(f"only {len(chosen)} chunkservers have free space for {info.replication} replicas")
         ref = await self.store.add_chunk(file_id, index)
-        lease = Lease(chosen[0].server_id, ref.version, time.monotonic() + self.config.lease_seconds)
-        results = await asyncio.gather(*(
-            self._call(str(s.address), m.CreateChunk(ref.handle, ref.version)) for s in chosen),
-            return_exceptions=True)
-        for server, result in zip(chosen, results):
-            if isinstance(result, BaseException):
-                log.warning("create chunk %d on %s failed: %s", ref.handle, server.address, result)
-            else:
-                self.cluster.add_location(ref.handle, server.server_id)
-        if isinstance(results[0], BaseException):
-            raise Unavailable(f"chunkserver {chosen[0].address} did not create chunk {ref.handle}: {results[0]}")
-        await self._call(str(chosen[0].address), m.SetVersion(ref.handle, ref.version, self.config.lease_seconds))
-        self.cluster.leases[ref.handle] = lease
+        async with self._lock(ref.handle):  # lease requests for the new handle wait for its creation
+            results = await asyncio.gather(*(
+                self._call(str(s.address), m.CreateChunk(ref.handle, ref.version)) for s in chosen),
+                return_exceptions=True)
+            for server, result in zip(chosen, results):
+                if isinstance(result, BaseException):
+                    log.warning("create chunk %d on %s failed: %s", ref.handle, server.address, result)
+                else:
+                    self.cluster.add_location(ref.handle, server.server_id)
+            if isinstance(results[0], BaseException):
+                raise Unavailable(f"chunkserver {chosen[0].address} did not create chunk {ref.handle}: {results[0]}")
+            await self._call(str(chosen[0].address), m.SetVersion(ref.handle, ref.version, self.config.lease_seconds))
+            lease = Lease(chosen[0].server_id, ref.version, time.monotonic() + self.config.lease_seconds)
+            self.cluster.leases[ref.handle] = lease
         return ref, lease
 
     async def _ensure_lease(self, ref: ChunkRef) -> Lease:
@@ -250,8 +251,8 @@ class MasterService:
             server.chunk_count = msg.chunk_count
             for handle in msg.removed:
                 self.cluster.drop_location(handle, msg.server_id)
-            delete = await self._accept_reports(msg.server_id, msg.added) if msg.added else []
-            return m.HeartbeatReply(True, delete + self.cluster.take_deletions(msg.server_id),
+            await self._accept_new_replicas(msg.server_id, msg.added)
+            return m.HeartbeatReply(True, self.cluster.take_deletions(msg.server_id),
                                     self._extend_leases(msg.server_id, msg.lease_extensions))
 
     async def _accept_reports(self, server_id: str, reports: list[m.ChunkReport]) -> list[int]:
@@ -267,6 +268,17 @@ class MasterService:
                 await self.store.set_version(report.handle, report.version)
             self.cluster.add_location(report.handle, server_id)
         return delete
+
+    async def _accept_new_replicas(self, server_id: str, reports: list[m.ChunkReport]) -> None:
+        """Chunks created since the last heartbeat. Their version may have moved on while the
+        report was in flight, so an older one is not proof of staleness here (registration's
+        full report is where stale replicas are found)."""
+        if not reports:
+            return
+        known = await self.store.versions([r.handle for r in reports])
+        for report in reports:
+            if known.get(report.handle) == report.version:
+                self.cluster.add_location(report.handle, server_id)
 
     def _extend_leases(self, server_id: str, handles: list[int]) -> list[m.LeaseExtension]:
         now = time.monotonic()

@@ -1,0 +1,62 @@
+"""Small HTTP and on-disk helpers for the end-to-end tests."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from hercules_core.testing.cluster import LocalCluster
+
+MiB = 1 << 20
+FAST = {  # small chunks and quick failure detection keep the suite fast
+    "HERCULES_CHUNK_SIZE": "1MiB",
+    "HERCULES_HEARTBEAT_INTERVAL": "0.3",
+    "HERCULES_DEAD_AFTER": "2",
+    "HERCULES_LEASE_SECONDS": "8",
+}
+
+
+class Http:
+    """One keep-alive HTTP connection to the gateway."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+                ) -> tuple[int, dict[str, str], bytes]:
+        headers = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        self.conn.request(method, path, body=body, headers=headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+    def json(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+             ) -> tuple[int, Any]:
+        status, _, data = self.request(method, path, body, headers)
+        return status, json.loads(data) if data else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def chunk_files(cluster: LocalCluster, handle: int) -> list[Path]:
+    """Every on-disk data file of ``handle``, across the cluster's chunkservers."""
+    name = f"{handle:016x}"
+    return [p for i in range(cluster.chunkservers) for p in cluster.chunk_dir(i).rglob(f"{name}.*")
+            if p.suffix in (".chunk", ".zst", ".data") or p.name.startswith(name + ".") and p.suffix != ".meta"]
+
+
+def disk_usage(paths: list[Path]) -> int:
+    return sum(f.stat().st_blocks * 512 for p in paths for f in p.rglob("*") if f.is_file())

@@ -1,0 +1,296 @@
+"""The chunk store contract against ``fs`` and ``zstd``, plus what is particular to each."""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hercules_core import storeutil
+from hercules_core.errors import ChecksumMismatch, ConfigError, Unavailable
+from hercules_core.plugins import make_plugin_manager
+from hercules_core.plugins.types import ChunkInfo, ChunkStore, StoreContext
+from hercules_core.testing.store_contract import BLOCK, MiB, ChunkStoreContract, payload
+
+SUFFIX = {"fs": ".chunk", "zstd": ".zst"}
+
+
+def open_store(name: str, root_dir: Path, **options: Any) -> AbstractAsyncContextManager[ChunkStore]:
+    """Through the plugin manager, as a chunkserver does: this also checks the entry points."""
+    spec = make_plugin_manager(allow=["store_fs", "store_zstd"], strict=True).chunk_store(name)
+    return spec.open(StoreContext(root_dir, options))
+
+
+def data_files(name: str, root_dir: Path, handle: int) -> list[Path]:
+    return sorted(root_dir.glob(f"chunks/*/{handle:016x}*{SUFFIX[name]}"))
+
+
+def disk_bytes(name: str, root_dir: Path) -> int:
+    return sum(p.stat().st_size for p in root_dir.glob(f"chunks/*/*{SUFFIX[name]}"))
+
+
+def flip_byte(path: Path, at: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+class StoreUnderTest(ChunkStoreContract):
+    name = ""
+
+    def open_store(self, root_dir: Path) -> AbstractAsyncContextManager[ChunkStore]:
+        return open_store(self.name, root_dir)
+
+    def corrupt(self, root_dir: Path, handle: int) -> None:
+        (path,) = data_files(self.name, root_dir, handle)
+        flip_byte(path, path.stat().st_size // 2)
+
+
+class TestFsContract(StoreUnderTest):
+    name = "fs"
+
+
+class TestZstdContract(StoreUnderTest):
+    name = "zstd"
+
+
+# --- both stores ---------------------------------------------------------------------
+
+both = pytest.mark.parametrize("name", ["fs", "zstd"])
+
+
+def json_lines(size: int) -> bytes:
+    """Log-like records: compressible the way real chunk contents often are."""
+    lines = []
+    total = n = 0
+    while total < size:
+        line = json.dumps({"seq": n, "user": f"user{n % 97}", "event": "page_view",
+                           "path": f"/items/{n % 1013}", "ok": n % 7 != 0}).encode() + b"\n"
+        lines.append(line)
+        total += len(line)
+        n += 1
+    return b"".join(lines)[:size]
+
+
+@both
+async def test_both_stores_are_registered(name: str) -> None:
+    assert name in make_plugin_manager(allow=["store_fs", "store_zstd"]).names("chunk_store")
+
+
+@both
+async def test_mismatch_names_handle_and_block(name: str, tmp_path: Path) -> None:
+    data = payload(4 * BLOCK, seed=1)
+    async with open_store(name, tmp_path) as store:
+        await store.create(77, 1)
+        await store.write(77, 0, data)
+    (path,) = data_files(name, tmp_path, 77)
+    flip_byte(path, path.stat().st_size - 5 if name == "zstd" else 2 * BLOCK + 5)
+    async with open_store(name, tmp_path) as store:
+        assert await store.read(77, 0, 2 * BLOCK) == data[:2 * BLOCK]  # blocks before are fine
+        with pytest.raises(ChecksumMismatch) as caught:
+            await store.read(77, 0, len(data))
+        assert "chunk 77" in caught.value.message
+        block = "block 3" if name == "zstd" else "block 2"
+        assert block in caught.value.message
+
+
+@both
+async def test_partial_overwrite_does_not_launder_corruption(name: str, tmp_path: Path) -> None:
+    """A write that keeps some of a corrupt block's bytes must fail, not re-checksum them."""
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, payload(BLOCK, seed=1))
+    (path,) = data_files(name, tmp_path, 1)
+    flip_byte(path, path.stat().st_size // 2)
+    async with open_store(name, tmp_path) as store:
+        with pytest.raises(ChecksumMismatch):
+            await store.write(1, 10, b"patch")
+        with pytest.raises(ChecksumMismatch):
+            await store.read(1, 0, BLOCK)
+
+
+@both
+async def test_used_bytes_match_the_disk(name: str, tmp_path: Path) -> None:
+    async with open_store(name, tmp_path) as store:
+        assert (await store.usage()).used_bytes == 0
+        for handle in range(1, 6):
+            await store.create(handle, 1)
+            await store.write(handle, 0, json_lines(handle * 100_000))
+        for n in range(30):
+            await store.write(3, n * 1000, payload(5000, seed=n))
+            await store.write(4, (await store.info(4)).length, payload(777, seed=n))
+        await store.delete(2)
+        assert (await store.usage()).used_bytes == disk_bytes(name, tmp_path)
+    async with open_store(name, tmp_path) as store:
+        assert (await store.usage()).used_bytes == disk_bytes(name, tmp_path)
+
+
+@both
+async def test_capacity(name: str, tmp_path: Path) -> None:
+    async with open_store(name, tmp_path, capacity_bytes=10 * MiB) as store:
+        assert (await store.usage()).capacity_bytes == 10 * MiB
+    async with open_store(name, tmp_path) as store:  # free space + used: loose, the disk is shared
+        await store.create(1, 1)
+        await store.write(1, 0, payload(MiB))
+        usage = await store.usage()
+        assert usage.capacity_bytes >= usage.used_bytes > 0
+
+
+@both
+async def test_crash_before_metadata_on_append_keeps_the_old_chunk(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = payload(BLOCK + 100, seed=1)
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, old)
+        with monkeypatch.context() as patch:
+            patch.setattr(storeutil, "write_atomic", crash)
+            with pytest.raises(SimulatedCrash):
+                await store.write(1, len(old), payload(3 * BLOCK, seed=2))
+    async with open_store(name, tmp_path) as store:
+        assert await store.info(1) == ChunkInfo(1, 1, len(old))
+        assert await store.read(1, 0, 10 * BLOCK) == old
+        assert (await store.usage()).used_bytes == disk_bytes(name, tmp_path)
+
+
+@both
+async def test_crash_before_metadata_on_overwrite(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fs overwrites in place: the torn block must read as corrupt. zstd appends: the old chunk stays."""
+    old = payload(3 * BLOCK, seed=1)
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, old)
+        with monkeypatch.context() as patch:
+            patch.setattr(storeutil, "write_atomic", crash)
+            with pytest.raises(SimulatedCrash):
+                await store.write(1, BLOCK + 10, payload(100, seed=2))
+    async with open_store(name, tmp_path) as store:
+        assert await store.read(1, 0, BLOCK) == old[:BLOCK]
+        if name == "fs":
+            with pytest.raises(ChecksumMismatch):
+                await store.read(1, BLOCK, BLOCK)
+        else:
+            assert await store.read(1, 0, len(old)) == old
+
+
+@both
+async def test_leftovers_are_cleaned(name: str, tmp_path: Path) -> None:
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, b"kept")
+    fan = tmp_path / "chunks" / "01"
+    (fan / "0000000000000001.meta.deadbeef.tmp").write_bytes(b"half a sidecar")
+    (fan / f"0000000000000101{SUFFIX[name]}").write_bytes(b"orphan data, no sidecar")
+    async with open_store(name, tmp_path) as store:
+        assert sorted(p.name for p in fan.iterdir()) == sorted([
+            "0000000000000001.meta", f"0000000000000001{SUFFIX[name]}"])
+        (fan / "0000000000000001.meta.cafebabe.tmp").write_bytes(b"left by a previous run")
+        assert [info.handle for info in await store.list()] == [1]
+        assert not list(fan.glob("*.tmp"))
+        assert await store.read(1, 0, 10) == b"kept"
+
+
+@both
+async def test_closed_store_refuses_work(name: str, tmp_path: Path) -> None:
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+    with pytest.raises(Unavailable):
+        await store.info(1)
+
+
+@both
+async def test_locks_are_released(name: str, tmp_path: Path) -> None:
+    async with open_store(name, tmp_path) as store:
+        for handle in range(50):
+            await store.create(handle, 1)
+            await store.write(handle, 0, b"x")
+        assert len(store._locks) == 0  # type: ignore[attr-defined]
+
+
+async def test_other_store_format_is_refused(tmp_path: Path) -> None:
+    async with open_store("fs", tmp_path) as store:
+        await store.create(1, 1)
+    with pytest.raises(ConfigError):
+        async with open_store("zstd", tmp_path):
+            pass
+
+
+# --- zstd in particular --------------------------------------------------------------
+
+
+async def test_zstd_uses_clearly_less_disk_for_compressible_data(tmp_path: Path) -> None:
+    data = json_lines(4 * MiB)
+    used = {}
+    for name in ("fs", "zstd"):
+        async with open_store(name, tmp_path / name) as store:
+            await store.create(1, 1)
+            for pos in range(0, len(data), 256 * 1024):  # appended in pieces, as clients write
+                await store.write(1, pos, data[pos:pos + 256 * 1024])
+            assert await store.read(1, 0, len(data)) == data
+            used[name] = (await store.usage()).used_bytes
+    assert used["fs"] >= len(data)
+    assert used["zstd"] < used["fs"] / 3, used
+
+
+async def test_zstd_random_read_deep_in_a_chunk_decodes_only_its_blocks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hercules_store_zstd import ZstdChunkStore
+
+    data = json_lines(4 * MiB)
+    async with open_store("zstd", tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, data)
+        decoded: list[int] = []
+        original = ZstdChunkStore._decode_block
+
+        def counting(self: ZstdChunkStore, handle: int, meta: Any, block: int, frame: memoryview) -> bytes:
+            decoded.append(block)
+            return original(self, handle, meta, block, frame)
+
+        monkeypatch.setattr(ZstdChunkStore, "_decode_block", counting)
+        for offset, length in [(3_500_001, 5000), (4 * MiB - 10, 100), (BLOCK * 40 - 3, 6)]:
+            decoded.clear()
+            assert await store.read(1, offset, length) == data[offset:offset + length]
+            assert decoded == sorted({offset // BLOCK, (min(offset + length, len(data)) - 1) // BLOCK})
+
+
+async def test_zstd_log_is_compacted(tmp_path: Path) -> None:
+    model = bytearray(json_lines(16 * BLOCK))
+    async with open_store("zstd", tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, bytes(model))
+        single = disk_bytes("zstd", tmp_path)
+        for n in range(200):  # rewrite middle blocks over and over: the log must not grow unbounded
+            patch = json_lines(3000 + n)[::-1]
+            offset = (n * 7919) % (len(model) - len(patch))
+            await store.write(1, offset, patch)
+            model[offset:offset + len(patch)] = patch
+            assert disk_bytes("zstd", tmp_path) <= 2 * single + 4 * BLOCK
+            assert len(data_files("zstd", tmp_path, 1)) == 1
+        assert await store.read(1, 0, len(model)) == model
+        assert (await store.usage()).used_bytes == disk_bytes("zstd", tmp_path)
+    async with open_store("zstd", tmp_path) as store:
+        assert await store.read(1, 0, len(model)) == model
+
+
+async def test_zstd_bad_level_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        async with open_store("zstd", tmp_path, zstd_level="fast"):
+            pass
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+class SimulatedCrash(Exception):
+    """Raised where a power cut would stop the process: after data, before the sidecar."""
+
+
+def crash(*args: object, **kwargs: object) -> None:
+    raise SimulatedCrash

@@ -76,7 +76,15 @@ class Config:
     replication: int = attrs.field(default=3, validator=_positive)
     lease_seconds: float = attrs.field(default=60.0, validator=_positive)
     heartbeat_interval: float = attrs.field(default=2.0, validator=_positive)
-    dead_after: float = attrs.field(default=10.0, validator=_positive)
+    dead_after: float = attrs.field(default=5.0, validator=_positive)  # phi detector's acceptable pause
+    phi_threshold: float = attrs.field(default=8.0, validator=_positive)
+    trash_grace: float = attrs.field(default=86400.0, validator=_positive)
+    max_concurrent_copies: int = attrs.field(default=4, validator=_positive)
+    rebalance_spread: float = attrs.field(default=0.10, validator=_positive)
+    rebalance_interval: float = attrs.field(default=5.0, validator=_positive)
+    scrub_rate: int = attrs.field(default=8 * MiB, validator=_positive)  # bytes/s each chunkserver verifies
+    scrub_interval: float = attrs.field(default=3600.0, validator=_positive)  # a full pass at most this often
+    full_report_every: int = attrs.field(default=30, validator=_positive)  # heartbeats between full reports
     zstd_level: int = 3
     capacity_bytes: int = 0
     max_frame_data: int = attrs.field(default=16 * MiB, validator=_positive)

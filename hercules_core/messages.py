@@ -191,6 +191,7 @@ class Register:
     capacity_bytes: int
     used_bytes: int
     chunks: list[ChunkReport]
+    leases: list["LeaseExtension"] = attrs.Factory(list)  # leases this server still holds
 
 
 @message("registered")
@@ -208,6 +209,7 @@ class Heartbeat:
     added: list[ChunkReport] = attrs.Factory(list)
     removed: list[int] = attrs.Factory(list)
     lease_extensions: list[int] = attrs.Factory(list)
+    full: list[ChunkReport] | None = None  # every chunk held, sent now and then to find orphans
 
 
 @message("leaseext")
@@ -245,6 +247,61 @@ class SetVersion:
 @message("rmchunks")
 class DeleteChunks:
     handles: list[int]
+
+
+@message("copychunk")
+class CopyChunk:
+    """Re-replication: pull chunk ``handle`` at ``version`` from ``source`` and keep a replica."""
+
+    handle: int
+    version: int
+    source: str
+
+
+@message("clonechunk")
+class CloneChunk:
+    """Copy-on-write after a snapshot: copy local chunk ``source_handle`` to a new ``handle``."""
+
+    source_handle: int
+    handle: int
+    version: int
+
+
+@message("revoke")
+class RevokeLease:
+    handle: int
+
+
+# --- snapshots and trash (client -> master) -------------------------------------------------
+
+
+@message("snapshot")
+class Snapshot:
+    source: str
+    target: str
+
+
+@message("undelete")
+class Undelete:
+    path: str
+
+
+@message("listtrash")
+class ListTrash:
+    pass
+
+
+@message("trashentry")
+class TrashEntry:
+    original_path: str
+    deleted_at: float
+    purge_at: float
+    entry: FileInfo
+
+
+@message("trashlist")
+class TrashList:
+    entries: list[TrashEntry]
 
 
 # --- data path (client -> chunkserver, chunkserver -> chunkserver) -------------------------

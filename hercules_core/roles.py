@@ -57,6 +57,7 @@ def _background(stack: AsyncExitStack, coro: Awaitable[None]) -> None:
 
 
 async def start_master(stack: AsyncExitStack, plugins: PluginManager, config: Config) -> str:
+    from hercules_core.master.maintenance import Maintenance
     from hercules_core.master.service import MasterService
 
     root = config.data_dir()
@@ -65,12 +66,14 @@ async def start_master(stack: AsyncExitStack, plugins: PluginManager, config: Co
     placement = plugins.placement(config.placement).create({})
     service = MasterService(config, store, placement, _pool(stack, plugins, config))
     address = await _serve_dispatcher(stack, plugins, config, service.dispatcher)
+    _background(stack, Maintenance(service).run())
     log.info("master serving on %s (data in %s)", address, root)
     return address
 
 
 async def start_chunkserver(stack: AsyncExitStack, plugins: PluginManager, config: Config) -> str:
     from hercules_core.chunkserver.heartbeat import heartbeat_loop
+    from hercules_core.chunkserver.scrubber import scrub_loop
     from hercules_core.chunkserver.service import ChunkserverService
 
     root = config.data_dir()
@@ -82,6 +85,7 @@ async def start_chunkserver(stack: AsyncExitStack, plugins: PluginManager, confi
     address = await _serve_dispatcher(stack, plugins, config, service.dispatcher)
     service.address = address  # the advertised address, with the real port if 0 was asked
     _background(stack, heartbeat_loop(service, reports))
+    _background(stack, scrub_loop(service))
     log.info("chunkserver %s serving on %s with %d chunks (store %s)", service.server_id, address,
              len(reports), config.chunk_store)
     return address

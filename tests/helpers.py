@@ -60,3 +60,42 @@ def chunk_files(cluster: LocalCluster, handle: int) -> list[Path]:
 
 def disk_usage(paths: list[Path]) -> int:
     return sum(f.stat().st_blocks * 512 for p in paths for f in p.rglob("*") if f.is_file())
+
+
+GFS = {**FAST, "HERCULES_TRASH_GRACE": "2", "HERCULES_REBALANCE_INTERVAL": "0.5",
+       "HERCULES_SCRUB_RATE": "64MiB", "HERCULES_SCRUB_INTERVAL": "1", "HERCULES_FULL_REPORT_EVERY": "5"}
+
+
+async def replica_contents(client, handle: int) -> dict[str, bytes]:  # noqa: ANN001
+    """Every live replica's full bytes of one chunk, read straight from its chunkserver."""
+    from hercules_core import messages as m
+
+    loc = await client.chunk_servers(handle)
+    out = {}
+    for replica in loc.replicas:
+        _, data = await client.pool.call(replica, m.ReadChunk(handle, loc.version, 0, client.chunk_size))
+        out[replica] = bytes(data)
+    return out
+
+
+async def file_handles(client, path: str) -> list[int]:  # noqa: ANN001
+    info = await client.stat(path)
+    handles = []
+    for index in range(info.chunk_count):
+        loc = await client.chunk_handle(path, index)
+        if loc.exists:
+            handles.append(loc.handle)
+    return handles
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):  # noqa: ANN001, ANN201
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

@@ -49,13 +49,22 @@ CREATE TABLE IF NOT EXISTS chunks (
     version INTEGER NOT NULL,
     refs INTEGER NOT NULL DEFAULT 1
 );
+
+CREATE TABLE IF NOT EXISTS trash (
+    inode INTEGER PRIMARY KEY,
+    original_path TEXT NOT NULL,
+    deleted_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trash_by_path ON trash (original_path, deleted_at);
 CREATE TABLE IF NOT EXISTS file_chunks (
     file_id INTEGER NOT NULL,
     idx INTEGER NOT NULL,
     handle INTEGER NOT NULL,
     PRIMARY KEY (file_id, idx)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS file_chunks_by_handle ON file_chunks (handle);
 """
+TRASH_DIR = "/.hercules/trash"
 _COLS = "i.id, i.parent, i.name, i.is_dir, i.size, i.replication, i.ctime, i.mtime"
 
 
@@ -85,6 +94,7 @@ class SqliteMetadataStore:
         if quick != "ok":
             raise RuntimeError(f"metadata database {self._path} is corrupt: {quick}")
         db.executescript(SCHEMA)
+        db.execute("DELETE FROM chunks WHERE refs <= 0")  # clones a crash left unreferenced
         now = time.time()
         db.execute("INSERT OR IGNORE INTO inodes (id, parent, name, is_dir, ctime, mtime) "
                    "VALUES (?, 0, '', 1, ?, ?)", (ROOT_ID, now, now))
@@ -268,7 +278,18 @@ class SqliteMetadataStore:
             freed.extend(gone)
         return freed
 
+    def _mkdirs(self, db: sqlite3.Connection, path: str) -> int:
+        inode, now = ROOT_ID, time.time()
+        for name in split(path):
+            row = db.execute("SELECT id FROM inodes WHERE parent = ? AND name = ?", (inode, name)).fetchone()
+            inode = row[0] if row else db.execute(
+                "INSERT INTO inodes (parent, name, is_dir, ctime, mtime) VALUES (?, ?, 1, ?, ?)",
+                (inode, name, now, now)).lastrowid
+        return inode
+
     async def delete(self, path: str, recursive: bool) -> FreedChunks:
+        """Move ``path`` into the hidden trash; its chunks stay until the grace period ends."""
+
         def op(db: sqlite3.Connection) -> FreedChunks:
             if path == "/":
                 raise InvalidArgument("the root directory cannot be deleted")
@@ -276,10 +297,146 @@ class SqliteMetadataStore:
             if row[3] and not recursive and db.execute(
                     "SELECT 1 FROM inodes WHERE parent = ? LIMIT 1", (row[0],)).fetchone():
                 raise NotEmpty(f"{path}: directory is not empty (use recursive=true)")
-            db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (time.time(), row[1]))
-            return FreedChunks(self._unlink(db, row[0]))
+            now = time.time()
+            if path.startswith(TRASH_DIR + "/") or path.startswith("/.hercules/uploads/"):
+                return FreedChunks(self._unlink(db, row[0]))  # internal: no second trip through trash
+            trash = self._mkdirs(db, TRASH_DIR)
+            db.execute("UPDATE inodes SET parent = ?, name = ?, mtime = ? WHERE id = ?",
+                       (trash, str(row[0]), now, row[0]))
+            db.execute("INSERT INTO trash (inode, original_path, deleted_at) VALUES (?, ?, ?)", (row[0], path, now))
+            db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (now, row[1]))
+            return FreedChunks([])
 
         return await self._mutate(op)
+
+    async def undelete(self, path: str) -> FileInfo:
+        """Put back the most recently deleted entry that lived at ``path``."""
+
+        def op(db: sqlite3.Connection) -> FileInfo:
+            entry = db.execute("SELECT inode FROM trash WHERE original_path = ? ORDER BY deleted_at DESC LIMIT 1",
+                               (path,)).fetchone()
+            if entry is None:
+                raise NotFound(f"{path}: nothing by that name is in the trash")
+            parent_path, name = parent_and_name(path)
+            parent = self._resolve(db, parent_path)
+            if parent is None or not parent[3]:
+                raise NotFound(f"{parent_path}: the original directory no longer exists")
+            if db.execute("SELECT 1 FROM inodes WHERE parent = ? AND name = ?", (parent[0], name)).fetchone():
+                raise AlreadyExists(f"{path}: something else exists there now")
+            db.execute("UPDATE inodes SET parent = ?, name = ? WHERE id = ?", (parent[0], name, entry[0]))
+            db.execute("DELETE FROM trash WHERE inode = ?", (entry[0],))
+            row = self._row(db, entry[0])
+            return _info(row, path, 0 if row[3] else self._count(db, row[0]))
+
+        return await self._mutate(op)
+
+    async def trash(self) -> list[tuple[str, float, FileInfo]]:
+        def op(db: sqlite3.Connection) -> list[tuple[str, float, FileInfo]]:
+            rows = db.execute(f"SELECT t.original_path, t.deleted_at, {_COLS} FROM trash t JOIN inodes i "
+                              f"ON i.id = t.inode ORDER BY t.deleted_at").fetchall()
+            return [(r[0], r[1], _info(r[2:], f"{TRASH_DIR}/{r[2]}", self._count(db, r[2]))) for r in rows]
+
+        return await self._query(op)
+
+    async def purge_trash(self, deleted_before: float) -> FreedChunks:
+        """Drop trash entries older than the grace period; return chunks nothing references now."""
+
+        def op(db: sqlite3.Connection) -> FreedChunks:
+            expired = [r[0] for r in db.execute("SELECT inode FROM trash WHERE deleted_at < ?", (deleted_before,))]
+            freed: list[int] = []
+            for inode in expired:
+                freed.extend(self._unlink(db, inode))
+                db.execute("DELETE FROM trash WHERE inode = ?", (inode,))
+            return FreedChunks(freed)
+
+        return await self._mutate(op)
+
+    # -- snapshots and copy-on-write ------------------------------------------------------
+
+    async def handles_under(self, path: str) -> list[int]:
+        def op(db: sqlite3.Connection) -> list[int]:
+            row = self._must(db, path)
+            return [r[0] for r in db.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL SELECT i.id FROM inodes i JOIN tree "
+                "ON i.parent = tree.id) SELECT DISTINCT f.handle FROM tree JOIN file_chunks f ON f.file_id = tree.id",
+                (row[0],))]
+
+        return await self._query(op)
+
+    async def snapshot(self, source: str, target: str) -> FileInfo:
+        """Copy the tree at ``source`` to ``target``; both share every chunk (refs + 1)."""
+
+        def op(db: sqlite3.Connection) -> FileInfo:
+            src = self._must(db, source)
+            if src[3] and (target + "/").startswith(source + "/"):
+                raise InvalidArgument(f"cannot snapshot {source} into itself ({target})")
+            parent_path, name = parent_and_name(target)
+            parent = self._resolve(db, parent_path)
+            if parent is None or not parent[3]:
+                raise NotFound(f"{parent_path}: target directory does not exist")
+            if db.execute("SELECT 1 FROM inodes WHERE parent = ? AND name = ?", (parent[0], name)).fetchone():
+                raise AlreadyExists(f"{target}: already exists")
+            now = time.time()
+            pending = [(src[0], parent[0], name)]
+            top = 0
+            while pending:
+                old, new_parent, new_name = pending.pop()
+                r = self._row(db, old)
+                new = db.execute("INSERT INTO inodes (parent, name, is_dir, size, replication, ctime, mtime) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (new_parent, new_name, r[3], r[4], r[5], now, r[7])
+                                 ).lastrowid
+                top = top or new
+                if r[3]:
+                    pending.extend((c[0], new, c[1]) for c in db.execute(
+                        "SELECT id, name FROM inodes WHERE parent = ?", (old,)))
+                else:
+                    db.execute("INSERT INTO file_chunks (file_id, idx, handle) SELECT ?, idx, handle "
+                               "FROM file_chunks WHERE file_id = ?", (new, old))
+                    db.execute("UPDATE chunks SET refs = refs + 1 WHERE handle IN "
+                               "(SELECT handle FROM file_chunks WHERE file_id = ?)", (old,))
+            row = self._row(db, top)
+            return _info(row, target, 0 if row[3] else self._count(db, row[0]))
+
+        return await self._mutate(op)
+
+    async def new_handle(self, version: int) -> int:
+        """A fresh handle no file references yet (refs 0) for a copy-on-write clone."""
+
+        def op(db: sqlite3.Connection) -> int:
+            return db.execute("INSERT INTO chunks (version, refs) VALUES (?, 0)", (version,)).lastrowid
+
+        return await self._mutate(op)
+
+    async def repoint(self, file_id: int, index: int, old: int, new: int) -> FreedChunks:
+        """Make chunk ``index`` of a file use ``new`` instead of the shared ``old``."""
+
+        def op(db: sqlite3.Connection) -> FreedChunks:
+            updated = db.execute("UPDATE file_chunks SET handle = ? WHERE file_id = ? AND idx = ? AND handle = ?",
+                                 (new, file_id, index, old)).rowcount
+            if not updated:
+                return FreedChunks([new]) if db.execute("DELETE FROM chunks WHERE handle = ? AND refs = 0",
+                                                        (new,)).rowcount else FreedChunks([])
+            db.execute("UPDATE chunks SET refs = refs + 1 WHERE handle = ?", (new,))
+            db.execute("UPDATE chunks SET refs = refs - 1 WHERE handle = ?", (old,))
+            gone = db.execute("DELETE FROM chunks WHERE handle = ? AND refs <= 0", (old,)).rowcount
+            return FreedChunks([old] if gone else [])
+
+        return await self._mutate(op)
+
+    async def replication_of(self, handles: Sequence[int]) -> dict[int, int]:
+        """The replication each chunk needs: the highest of the files that reference it."""
+
+        def op(db: sqlite3.Connection) -> dict[int, int]:
+            found: dict[int, int] = {}
+            items = list(handles)
+            for start in range(0, len(items), 500):
+                batch = items[start:start + 500]
+                found.update(db.execute(
+                    f"SELECT f.handle, MAX(i.replication) FROM file_chunks f JOIN inodes i ON i.id = f.file_id "
+                    f"WHERE f.handle IN ({','.join('?' * len(batch))}) GROUP BY f.handle", batch).fetchall())
+            return found
+
+        return await self._query(op)
 
     async def rename(self, source: str, target: str, overwrite: bool) -> FreedChunks:
         def op(db: sqlite3.Connection) -> FreedChunks:
@@ -315,18 +472,18 @@ class SqliteMetadataStore:
 
     async def chunk(self, file_id: int, index: int) -> ChunkRef | None:
         def op(db: sqlite3.Connection) -> ChunkRef | None:
-            row = db.execute("SELECT f.handle, c.version FROM file_chunks f JOIN chunks c ON c.handle = f.handle "
-                             "WHERE f.file_id = ? AND f.idx = ?", (file_id, index)).fetchone()
-            return ChunkRef(row[0], index, row[1]) if row else None
+            row = db.execute("SELECT f.handle, c.version, c.refs FROM file_chunks f JOIN chunks c "
+                             "ON c.handle = f.handle WHERE f.file_id = ? AND f.idx = ?", (file_id, index)).fetchone()
+            return ChunkRef(row[0], index, row[1], row[2]) if row else None
 
         return await self._query(op)
 
     async def last_chunk(self, file_id: int) -> ChunkRef | None:
         def op(db: sqlite3.Connection) -> ChunkRef | None:
-            row = db.execute("SELECT f.handle, f.idx, c.version FROM file_chunks f JOIN chunks c "
+            row = db.execute("SELECT f.handle, f.idx, c.version, c.refs FROM file_chunks f JOIN chunks c "
                              "ON c.handle = f.handle WHERE f.file_id = ? ORDER BY f.idx DESC LIMIT 1",
                              (file_id,)).fetchone()
-            return ChunkRef(row[0], row[1], row[2]) if row else None
+            return ChunkRef(row[0], row[1], row[2], row[3]) if row else None
 
         return await self._query(op)
 

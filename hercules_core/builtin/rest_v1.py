@@ -215,6 +215,22 @@ class RestV1:
     async def cluster(self, request: web.Request) -> web.Response:
         return web.json_response(attrs.asdict(await self.client.cluster()))
 
+    async def snapshot(self, request: web.Request) -> web.Response:
+        body = await _body(request, "source", "target")
+        info = await self.client.snapshot(normalize(body["source"], what="source"),
+                                          normalize(body["target"], what="target"))
+        return web.json_response(file_json(info), status=201)
+
+    async def undelete(self, request: web.Request) -> web.Response:
+        body = await _body(request, "path")
+        return web.json_response(file_json(await self.client.undelete(normalize(body["path"]))))
+
+    async def trash(self, request: web.Request) -> web.Response:
+        listing = await self.client.trash()
+        return web.json_response({"entries": [{"original_path": e.original_path, "deleted_at": e.deleted_at,
+                                               "purge_at": e.purge_at, "is_dir": e.entry.is_dir,
+                                               "size": e.entry.size} for e in listing.entries]})
+
     async def put_file(self, request: web.Request) -> web.Response:
         path = _file_path(request)
         replication = _int(request, "replication", 0)
@@ -259,6 +275,9 @@ def register(app: web.Application, ctx: GatewayContext) -> None:
     app.router.add_get("/api/v1/chunk/handle", api.chunk_handle)
     app.router.add_get("/api/v1/chunk/servers", api.chunk_servers)
     app.router.add_get("/api/v1/cluster", api.cluster)
+    app.router.add_post("/api/v1/snapshot", api.snapshot)
+    app.router.add_post("/api/v1/undelete", api.undelete)
+    app.router.add_get("/api/v1/trash", api.trash)
     app.router.add_put("/api/v1/files/{path:.+}", api.put_file)
     app.router.add_get("/api/v1/files/{path:.+}", api.get_file)  # also answers HEAD
     app.router.add_delete("/api/v1/files/{path:.+}", api.delete_file)

@@ -19,6 +19,7 @@ from hercules_core.rpc import CallContext, ConnectionPool, Dispatcher
 log = logging.getLogger(__name__)
 PUSH_TTL = 120.0  # pushed data not used by a mutation within this time is dropped
 ORDER_WAIT = 5.0  # how long a secondary waits for an earlier serial before applying anyway
+COPY_PIECE = 4 << 20  # re-replication and copy-on-write move chunks in pieces of this size
 
 
 @attrs.define
@@ -43,6 +44,10 @@ class ChunkserverService:
         self._pushed: dict[str, tuple[Buffer, float]] = {}
         self._added: list[m.ChunkReport] = []
         self._removed: list[int] = []
+        self.last_master_contact = -1e9  # monotonic; reads are refused while out of touch
+        # A peer in the write chain that cannot answer within this time is treated as failed: the
+        # client retries, and the master, having declared it dead, leaves it out (its copy goes stale).
+        self.peer_timeout = max(5.0, 2 * config.dead_after)
         self._register_handlers()
 
     async def load(self) -> list[m.ChunkReport]:
@@ -61,6 +66,14 @@ class ChunkserverService:
         added, removed = self._added, self._removed
         self._added, self._removed = [], []
         return added, removed
+
+    def held_leases(self) -> list[m.LeaseExtension]:
+        now = time.monotonic()
+        return [m.LeaseExtension(h, s.version, s.lease_expires - now) for h, s in self.chunks.items()
+                if s.lease_expires > now]
+
+    def full_report(self) -> list[m.ChunkReport]:
+        return [m.ChunkReport(h, s.version) for h, s in self.chunks.items() if s.version > 0]
 
     def leases_to_extend(self) -> list[int]:
         """Chunks this server leads that saw mutations recently and whose lease is half gone."""
@@ -84,11 +97,43 @@ class ChunkserverService:
                     await self.store.delete(handle)
             else:
                 await self.store.delete(handle)
+            self._removed.append(handle)
 
     def expire_pushed(self) -> None:
         cutoff = time.monotonic() - PUSH_TTL
         for data_id in [k for k, (_, t) in self._pushed.items() if t < cutoff]:
             del self._pushed[data_id]
+
+    async def _fill_from(self, handle: int, version: int, read_piece) -> int:  # noqa: ANN001
+        """Build a local replica piece by piece; it only counts (gets ``version``) once complete,
+        so a crash halfway leaves a version-0 chunk the master deletes as stale."""
+        old = self.chunks.pop(handle, None)
+        if old is not None:
+            async with old.lock:
+                await self.store.delete(handle)
+        await self.store.create(handle, 0)
+        offset = 0
+        try:
+            while True:
+                piece = await read_piece(offset)
+                if piece:
+                    await self.store.write(handle, offset, piece)
+                    offset += len(piece)
+                if len(piece) < COPY_PIECE:
+                    break
+            await self.store.set_version(handle, version)
+        except BaseException:
+            await self.store.delete(handle)
+            raise
+        self.chunks[handle] = ChunkState(version)
+        self._added.append(m.ChunkReport(handle, version, offset))
+        return offset
+
+    def _check_serving(self) -> None:
+        """A server cut off from the master (paused, partitioned) may hold stale chunks: refuse reads
+        until a heartbeat gets through and the master has had its say."""
+        if time.monotonic() - self.last_master_contact > self.config.dead_after:
+            raise Unavailable(f"{self.address} has lost contact with the master")
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -107,7 +152,7 @@ class ChunkserverService:
         return entry[0]
 
     async def _to_secondaries(self, secondaries: list[str], msg: m.ApplyMutation) -> None:
-        results = await asyncio.gather(*(self.pool.call(a, msg, timeout=30.0) for a in secondaries),
+        results = await asyncio.gather(*(self.pool.call(a, msg, timeout=self.peer_timeout) for a in secondaries),
                                        return_exceptions=True)
         failed = [f"{a}: {r}" for a, r in zip(secondaries, results) if isinstance(r, BaseException)]
         if failed:
@@ -161,7 +206,8 @@ class ChunkserverService:
             self._pushed[msg.data_id] = (data, time.monotonic())
             if msg.chain:
                 try:
-                    await self.pool.call(msg.chain[0], m.PushData(msg.data_id, msg.chain[1:]), data, timeout=60.0)
+                    await self.pool.call(msg.chain[0], m.PushData(msg.data_id, msg.chain[1:]), data,
+                                         timeout=self.peer_timeout)
                 except Exception:
                     self._pushed.pop(msg.data_id, None)
                     raise
@@ -219,12 +265,42 @@ class ChunkserverService:
                 state.applied.notify_all()
             return m.Ok()
 
+        @on(m.CopyChunk)
+        async def copy(msg: m.CopyChunk, data: memoryview, ctx: CallContext) -> m.Written:
+            async def read_piece(offset: int) -> Buffer:
+                _, piece = await self.pool.call(msg.source, m.ReadChunk(msg.handle, msg.version, offset, COPY_PIECE),
+                                                timeout=60.0)
+                return piece
+
+            length = await self._fill_from(msg.handle, msg.version, read_piece)
+            return m.Written(0, length)
+
+        @on(m.CloneChunk)
+        async def clone(msg: m.CloneChunk, data: memoryview, ctx: CallContext) -> m.Written:
+            source = self._state(msg.source_handle, msg.version)
+
+            async def read_piece(offset: int) -> Buffer:
+                async with source.lock:
+                    return await self.store.read(msg.source_handle, offset, COPY_PIECE)
+
+            length = await self._fill_from(msg.handle, msg.version, read_piece)
+            return m.Written(0, length)
+
+        @on(m.RevokeLease)
+        async def revoke(msg: m.RevokeLease, data: memoryview, ctx: CallContext) -> m.Ok:
+            state = self.chunks.get(msg.handle)
+            if state is not None:
+                async with state.lock:  # waits for a mutation in flight
+                    state.lease_expires = 0.0
+            return m.Ok()
+
         @on(m.ReadChunk)
         async def read(msg: m.ReadChunk, data: memoryview, ctx: CallContext) -> tuple[m.ReadReply, bytes]:
             if msg.offset < 0 or msg.length < 0:
                 raise InvalidArgument("offset and length must not be negative")
             if msg.length > self.config.max_frame_data:
                 raise InvalidArgument(f"read of {msg.length} bytes exceeds the frame limit")
+            self._check_serving()
             self._state(msg.handle, msg.version)
             payload = await self.store.read(msg.handle, msg.offset, msg.length)
             return m.ReadReply(len(payload)), payload

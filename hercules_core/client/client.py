@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 PIECE = 4 << 20  # unit of data movement: a write mutation or a read request
 READ_CACHE_TTL = 30.0
 RETRY_FOR = 45.0  # seconds a data operation keeps retrying through failures
+DATA_TIMEOUT = 20.0  # one push or mutation; a hung chunkserver fails it, and the retry goes elsewhere
+READ_TIMEOUT = 10.0
+AVOID_FOR = 15.0  # a replica that just failed is tried last for this long
 RETRYABLE = (Unavailable, NotPrimary, StaleVersion, NotFound, ChecksumMismatch)
 UploadSource = bytes | bytearray | memoryview | AsyncIterable[Buffer] | Iterable[Buffer] | IO[bytes]
 
@@ -52,6 +55,7 @@ class Client:
         self.chunk_size = 0
         self._write_locs: dict[tuple[int, int], m.ChunkLocation] = {}
         self._read_locs: dict[tuple[int, int], tuple[m.ChunkLocation, float]] = {}
+        self._avoid: dict[str, float] = {}  # replica address -> monotonic time until which it is tried last
 
     async def start(self) -> "Client":
         pong = await self._master(m.Ping())
@@ -93,6 +97,17 @@ class Client:
 
     async def delete(self, path: str, recursive: bool = False) -> None:
         await self._master(m.Delete(normalize(path), recursive))
+
+    async def snapshot(self, source: str, target: str) -> m.FileInfo:
+        """Copy-on-write snapshot of a file or directory tree."""
+        return await self._master(m.Snapshot(normalize(source, what="source"), normalize(target, what="target")))
+
+    async def undelete(self, path: str) -> m.FileInfo:
+        """Restore the most recently deleted entry at ``path`` from the trash."""
+        return await self._master(m.Undelete(normalize(path)))
+
+    async def trash(self) -> m.TrashList:
+        return await self._master(m.ListTrash())
 
     async def cluster(self) -> m.ClusterInfo:
         return await self._master(m.ClusterStatus())
@@ -144,7 +159,7 @@ class Client:
     async def _push(self, loc: m.ChunkLocation, data: Buffer) -> str:
         data_id = uuid.uuid4().hex
         chain = list(loc.replicas)
-        await self.pool.call(chain[0], m.PushData(data_id, chain[1:]), data, timeout=60.0)
+        await self.pool.call(chain[0], m.PushData(data_id, chain[1:]), data, timeout=DATA_TIMEOUT)
         return data_id
 
     async def _retrying(self, file_id: int, index: int, attempt: Any) -> Any:
@@ -172,7 +187,7 @@ class Client:
             data_id = await self._push(loc, data)
             secondaries = [r for r in loc.replicas if r != loc.primary]
             await self.pool.call(loc.primary, m.WriteChunk(loc.handle, loc.version, within, data_id, secondaries),
-                                 timeout=60.0)
+                                 timeout=DATA_TIMEOUT)
 
         await self._retrying(file_id, index, attempt)
 
@@ -222,7 +237,7 @@ class Client:
                 data_id = await self._push(loc, data)
                 secondaries = [r for r in loc.replicas if r != loc.primary]
                 written, _ = await self.pool.call(loc.primary, m.AppendChunk(
-                    loc.handle, loc.version, data_id, secondaries, self.chunk_size), timeout=60.0)
+                    loc.handle, loc.version, data_id, secondaries, self.chunk_size), timeout=DATA_TIMEOUT)
             except ChunkFull:
                 index += 1
                 continue
@@ -250,15 +265,19 @@ class Client:
             if not loc.replicas:
                 raise Unavailable(f"chunk {loc.handle} has no live replica")
             errors = []
-            for replica in random.sample(loc.replicas, len(loc.replicas)):
+            now = time.monotonic()
+            order = sorted(random.sample(loc.replicas, len(loc.replicas)), key=lambda r: self._avoid.get(r, 0) > now)
+            for replica in order:
                 try:
-                    _, data = await self.pool.call(replica, m.ReadChunk(loc.handle, loc.version, within, length))
+                    _, data = await self.pool.call(replica, m.ReadChunk(loc.handle, loc.version, within, length),
+                                                   timeout=READ_TIMEOUT)
                 except ChecksumMismatch as exc:
                     errors.append(exc)
                     await self._report_bad(loc.handle, replica, str(exc))
                     continue
                 except (Unavailable, StaleVersion, NotFound) as exc:
                     errors.append(exc)
+                    self._avoid[replica] = time.monotonic() + AVOID_FOR
                     continue
                 return bytes(data) + bytes(length - len(data)) if len(data) < length else bytes(data)
             raise errors[-1]

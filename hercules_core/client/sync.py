@@ -69,5 +69,11 @@ class SyncClient:
     def chunk_servers(self, handle: int) -> ChunkLocation:
         return self._run(self._client.chunk_servers(handle))
 
+    def snapshot(self, source: str, target: str) -> FileInfo:
+        return self._run(self._client.snapshot(source, target))
+
+    def undelete(self, path: str) -> FileInfo:
+        return self._run(self._client.undelete(path))
+
     def cluster(self) -> ClusterInfo:
         return self._run(self._client.cluster())

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import attrs
 
 from hercules_core.addresses import Address
+from hercules_core.master.phi import PhiDetector, PhiParams
 from hercules_core.plugins.types import ServerView
 
 
@@ -21,12 +22,17 @@ class Chunkserver:
     capacity_bytes: int
     used_bytes: int
     chunk_count: int
-    last_heartbeat: float = attrs.field(factory=time.monotonic)
+    detector: PhiDetector
     held: set[int] = attrs.field(factory=set)
+    dead: bool = False  # set once the detector gives up on it; cleared by re-registration
 
     def view(self) -> ServerView:
         return ServerView(self.server_id, Address.parse(self.address), self.capacity_bytes,
                           self.used_bytes, self.chunk_count)
+
+    @property
+    def usage(self) -> float:
+        return self.used_bytes / self.capacity_bytes if self.capacity_bytes else 1.0
 
 
 @attrs.define
@@ -34,6 +40,7 @@ class Lease:
     primary: str  # server id
     version: int
     expires: float  # monotonic
+    replicas: frozenset[str] = frozenset()  # the server ids that took this version
 
     def live(self, now: float) -> bool:
         return now < self.expires
@@ -41,16 +48,30 @@ class Lease:
 
 @attrs.define
 class Cluster:
-    dead_after: float
+    params: PhiParams
+    heartbeat_interval: float
     servers: dict[str, Chunkserver] = attrs.field(factory=dict)
     locations: dict[int, set[str]] = attrs.field(factory=dict)
     leases: dict[int, Lease] = attrs.field(factory=dict)
-    pending_delete: dict[str, set[int]] = attrs.field(factory=dict)
+    pending_delete: dict[str, set[int]] = attrs.field(factory=dict)  # to send in the next heartbeat reply
+    deleting: dict[str, set[int]] = attrs.field(factory=dict)  # sent, not yet confirmed removed
+    suspect: set[int] = attrs.field(factory=set)  # chunks whose replica count must be checked
+    under_replicated: int = 0
+
+    def join(self, server_id: str, address: str, capacity: int, used: int, chunk_count: int) -> Chunkserver:
+        previous = self.servers.get(server_id)
+        if previous is not None:
+            for handle in list(previous.held):
+                self.drop_location(handle, server_id)
+        self.deleting.pop(server_id, None)
+        detector = PhiDetector(self.params, self.heartbeat_interval)
+        detector.heartbeat()
+        server = self.servers[server_id] = Chunkserver(server_id, address, capacity, used, chunk_count, detector)
+        return server
 
     def alive(self, server_id: str, now: float | None = None) -> bool:
         server = self.servers.get(server_id)
-        now = time.monotonic() if now is None else now
-        return server is not None and now - server.last_heartbeat <= self.dead_after
+        return server is not None and not server.dead and server.detector.available(now)
 
     def live_servers(self) -> list[Chunkserver]:
         now = time.monotonic()
@@ -60,6 +81,7 @@ class Cluster:
         return next((s for s in self.servers.values() if s.address == address), None)
 
     def add_location(self, handle: int, server_id: str) -> None:
+        self.pending_delete.get(server_id, set()).discard(handle)  # a fresh copy cancels an unsent deletion
         self.locations.setdefault(handle, set()).add(server_id)
         self.servers[server_id].held.add(handle)
 
@@ -72,6 +94,12 @@ class Cluster:
         server = self.servers.get(server_id)
         if server is not None:
             server.held.discard(handle)
+        self.suspect.add(handle)
+
+    def discard_replica(self, handle: int, server_id: str) -> None:
+        """A replica is stale or corrupt: forget it and have its server delete it."""
+        self.drop_location(handle, server_id)
+        self.pending_delete.setdefault(server_id, set()).add(handle)
 
     def live_replicas(self, handle: int) -> list[Chunkserver]:
         now = time.monotonic()
@@ -86,6 +114,28 @@ class Cluster:
                 if server_id in self.servers:
                     self.servers[server_id].held.discard(handle)
             self.leases.pop(handle, None)
+            self.suspect.discard(handle)
 
     def take_deletions(self, server_id: str) -> list[int]:
-        return sorted(self.pending_delete.pop(server_id, set()))
+        handles = self.pending_delete.pop(server_id, set())
+        if handles:
+            self.deleting.setdefault(server_id, set()).update(handles)
+        return sorted(handles)
+
+    def confirm_removed(self, server_id: str, handles: Iterable[int]) -> None:
+        self.deleting.get(server_id, set()).difference_update(handles)
+
+    def deleting_on(self, handle: int) -> frozenset[str]:
+        """Servers about to delete a copy of ``handle``: no new copy goes there until they have."""
+        return frozenset(s for s, hs in (*self.pending_delete.items(), *self.deleting.items()) if handle in hs)
+
+    def newly_dead(self) -> list[Chunkserver]:
+        """Servers the detector has just given up on; their chunks become suspects."""
+        now = time.monotonic()
+        dead = []
+        for server in self.servers.values():
+            if not server.dead and not server.detector.available(now):
+                server.dead = True
+                self.suspect.update(server.held)
+                dead.append(server)
+        return dead

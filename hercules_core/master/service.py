@@ -1,4 +1,9 @@
-"""The master's request handlers: namespace, allocation, leases and chunkserver reports."""
+"""The master's request handlers: namespace, allocation, leases, snapshots and chunkserver reports.
+
+Background work (failure detection, re-replication, rebalancing, trash collection) lives
+in ``maintenance``; both share the per-chunk locks here so a chunk is never leased,
+copied and moved at once.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from typing import Any
 from hercules_core import messages as m
 from hercules_core.config import Config
 from hercules_core.errors import InvalidArgument, NoSpace, NotFound, TooFewChunkservers, Unavailable
-from hercules_core.master.cluster import Chunkserver, Cluster, Lease
+from hercules_core.master.cluster import Cluster, Lease
+from hercules_core.master.phi import PhiParams
 from hercules_core.master.store import ChunkRef, MetadataStore
 from hercules_core.paths import normalize
 from hercules_core.plugins.types import PlacementPolicy
@@ -27,17 +33,21 @@ class MasterService:
         self.store = store
         self.placement = placement
         self.pool = pool
-        self.cluster = Cluster(dead_after=config.dead_after)
+        params = PhiParams(threshold=config.phi_threshold, acceptable_pause=config.dead_after)
+        self.cluster = Cluster(params, config.heartbeat_interval)
         self.dispatcher = Dispatcher("master")
-        self._chunk_locks: dict[object, asyncio.Lock] = {}
+        self._locks: dict[object, asyncio.Lock] = {}
+        self._frozen: set[int] = set()  # chunks being snapshotted: no new leases until done
+        # A lease granted before a restart may still be live somewhere: wait it out (GFS).
+        self.grace_until = time.monotonic() + config.lease_seconds
         self._register_handlers()
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _lock(self, key: object) -> asyncio.Lock:
-        lock = self._chunk_locks.get(key)
+    def lock(self, key: object) -> asyncio.Lock:
+        lock = self._locks.get(key)
         if lock is None:
-            lock = self._chunk_locks[key] = asyncio.Lock()
+            lock = self._locks[key] = asyncio.Lock()
         return lock
 
     def _location(self, ref: ChunkRef, lease: Lease | None = None) -> m.ChunkLocation:
@@ -49,8 +59,8 @@ class MasterService:
             replicas.sort(key=lambda a: a != primary)
         return m.ChunkLocation(ref.handle, ref.index, ref.version, replicas, primary, expires)
 
-    async def _call(self, address: str, msg: Any) -> Any:
-        reply, _ = await self.pool.call(address, msg, timeout=10.0)
+    async def call(self, address: str, msg: Any, timeout: float = 10.0) -> Any:
+        reply, _ = await self.pool.call(address, msg, timeout=timeout)
         return reply
 
     def _replication(self, asked: int | None) -> int:
@@ -60,15 +70,44 @@ class MasterService:
             raise InvalidArgument(f"replication must be between 1 and {MAX_REPLICATION}, not {asked}")
         return asked
 
-    # -- allocation and leases ---------------------------------------------------------------
+    async def bump_version(self, handle: int, lease_to: str | None = None) -> tuple[int, list[str]]:
+        """Give the live replicas a new version (ending any lease); return it and who took it.
+
+        Replicas that miss the bump are dropped: they are stale from now on. Call with the
+        chunk's lock held.
+        """
+        replicas = self.cluster.live_replicas(handle)
+        if not replicas:
+            raise Unavailable(f"chunk {handle} has no live replica")
+        version = (await self.store.versions([handle])).get(handle)
+        if version is None:
+            raise NotFound(f"chunk {handle} no longer exists")
+        version += 1
+        await self.store.set_version(handle, version)
+        self.cluster.leases.pop(handle, None)
+        lease = self.config.lease_seconds
+        results = await asyncio.gather(*(
+            self.call(s.address, m.SetVersion(handle, version, lease if s.server_id == lease_to else 0.0))
+            for s in replicas), return_exceptions=True)
+        took = []
+        for server, result in zip(replicas, results):
+            if isinstance(result, BaseException):
+                log.warning("chunk %d: replica on %s missed version %d: %s", handle, server.address, version, result)
+                self.cluster.discard_replica(handle, server.server_id)
+            else:
+                took.append(server.server_id)
+        if not took:
+            raise Unavailable(f"chunk {handle}: no replica accepted version {version}")
+        return version, took
+
+    # -- allocation, leases, copy-on-write ----------------------------------------------------
 
     async def _allocate(self, file_id: int, index: int) -> tuple[ChunkRef, Lease]:
-        async with self._lock(("alloc", file_id, index)):
+        async with self.lock(("alloc", file_id, index)):
             ref = await self.store.chunk(file_id, index)
             if ref is None:
                 return await self._allocate_new(file_id, index)
-        lease = await self._ensure_lease(ref)
-        return ChunkRef(ref.handle, ref.index, lease.version), lease
+        return await self._writable(file_id, ref)
 
     async def _allocate_new(self, file_id: int, index: int) -> tuple[ChunkRef, Lease]:
         info = await self.store.stat_id(file_id)
@@ -79,57 +118,114 @@ class MasterService:
         if len(chosen) < info.replication:
             raise NoSpace(f"only {len(chosen)} chunkservers have free space for {info.replication} replicas")
         ref = await self.store.add_chunk(file_id, index)
-        async with self._lock(ref.handle):  # lease requests for the new handle wait for its creation
+        async with self.lock(ref.handle):  # lease requests for the new handle wait for its creation
             results = await asyncio.gather(*(
-                self._call(str(s.address), m.CreateChunk(ref.handle, ref.version)) for s in chosen),
+                self.call(str(s.address), m.CreateChunk(ref.handle, ref.version)) for s in chosen),
                 return_exceptions=True)
+            created = set()
             for server, result in zip(chosen, results):
                 if isinstance(result, BaseException):
                     log.warning("create chunk %d on %s failed: %s", ref.handle, server.address, result)
                 else:
                     self.cluster.add_location(ref.handle, server.server_id)
+                    created.add(server.server_id)
             if isinstance(results[0], BaseException):
                 raise Unavailable(f"chunkserver {chosen[0].address} did not create chunk {ref.handle}: {results[0]}")
-            await self._call(str(chosen[0].address), m.SetVersion(ref.handle, ref.version, self.config.lease_seconds))
-            lease = Lease(chosen[0].server_id, ref.version, time.monotonic() + self.config.lease_seconds)
+            await self.call(str(chosen[0].address), m.SetVersion(ref.handle, ref.version, self.config.lease_seconds))
+            lease = Lease(chosen[0].server_id, ref.version, time.monotonic() + self.config.lease_seconds,
+                          frozenset(created))
             self.cluster.leases[ref.handle] = lease
         return ref, lease
 
+    async def _writable(self, file_id: int, ref: ChunkRef) -> tuple[ChunkRef, Lease]:
+        if ref.refs > 1:
+            ref = await self._copy_on_write(file_id, ref)
+        lease = await self._ensure_lease(ref)
+        return ChunkRef(ref.handle, ref.index, lease.version), lease
+
     async def _ensure_lease(self, ref: ChunkRef) -> Lease:
         """The current lease, or a new one with a bumped version on the live replicas."""
-        async with self._lock(ref.handle):
+        if ref.handle in self._frozen:
+            raise Unavailable(f"chunk {ref.handle} is being snapshotted; retry")
+        async with self.lock(ref.handle):
             now = time.monotonic()
             lease = self.cluster.leases.get(ref.handle)
+            live = {s.server_id for s in self.cluster.live_replicas(ref.handle)}
+            prefer = None
             if lease is not None and lease.live(now) and self.cluster.alive(lease.primary, now):
-                return lease
-            if lease is not None and lease.live(now):
+                if lease.replicas <= live:
+                    return lease
+                prefer = lease.primary  # a replica dropped out: new version, same primary
+            elif lease is not None and lease.live(now):
                 # GFS: never two primaries; the old one may still act until its lease runs out.
-                raise Unavailable(f"chunk {ref.handle}: primary is unreachable; lease expires in "
-                                  f"{lease.expires - now:.0f}s")
+                raise Unavailable(f"chunk {ref.handle}: primary is unreachable; its lease ends in "
+                                  f"{lease.expires - now:.1f}s")
+            elif lease is None and now < self.grace_until:
+                raise Unavailable(f"master restarted: leases resume in {self.grace_until - now:.1f}s")
             replicas = self.cluster.live_replicas(ref.handle)
             if not replicas:
                 raise Unavailable(f"chunk {ref.handle} has no live replica")
-            current = await self.store.versions([ref.handle])
-            version = current.get(ref.handle, ref.version) + 1
-            await self.store.set_version(ref.handle, version)
-            results = await asyncio.gather(*(
-                self._call(s.address, m.SetVersion(ref.handle, version)) for s in replicas),
-                return_exceptions=True)
-            updated = []
-            for server, result in zip(replicas, results):
-                if isinstance(result, BaseException):
-                    log.warning("chunk %d: replica on %s missed version %d: %s", ref.handle,
-                                server.address, version, result)
-                    self.cluster.drop_location(ref.handle, server.server_id)
-                else:
-                    updated.append(server)
-            if not updated:
-                raise Unavailable(f"chunk {ref.handle}: no replica accepted version {version}")
-            primary = updated[0]
-            await self._call(primary.address, m.SetVersion(ref.handle, version, self.config.lease_seconds))
-            lease = Lease(primary.server_id, version, time.monotonic() + self.config.lease_seconds)
+            primary = prefer or replicas[0].server_id
+            version, took = await self.bump_version(ref.handle, lease_to=primary)
+            if primary not in took:
+                primary = took[0]
+                await self.call(self.cluster.servers[primary].address,
+                                m.SetVersion(ref.handle, version, self.config.lease_seconds))
+            lease = Lease(primary, version, time.monotonic() + self.config.lease_seconds, frozenset(took))
             self.cluster.leases[ref.handle] = lease
             return lease
+
+    async def _copy_on_write(self, file_id: int, ref: ChunkRef) -> ChunkRef:
+        """First write to a chunk a snapshot shares: each replica copies it locally first."""
+        async with self.lock(("cow", file_id, ref.index)):
+            current = await self.store.chunk(file_id, ref.index)
+            if current is None or current.refs <= 1:
+                return current or ref
+            async with self.lock(current.handle):
+                replicas = self.cluster.live_replicas(current.handle)
+                if not replicas:
+                    raise Unavailable(f"chunk {current.handle} has no live replica to copy")
+                handle = await self.store.new_handle(current.version)
+                results = await asyncio.gather(*(
+                    self.call(s.address, m.CloneChunk(current.handle, handle, current.version), timeout=60.0)
+                    for s in replicas), return_exceptions=True)
+                for server, result in zip(replicas, results):
+                    if isinstance(result, BaseException):
+                        log.warning("copy-on-write of chunk %d on %s failed: %s", current.handle,
+                                    server.address, result)
+                    else:
+                        self.cluster.add_location(handle, server.server_id)
+                if not self.cluster.locations.get(handle):
+                    raise Unavailable(f"chunk {current.handle}: no replica could copy it for writing")
+                freed = await self.store.repoint(file_id, current.index, current.handle, handle)
+                self.cluster.forget(freed.handles)
+                self.cluster.suspect.add(handle)
+            return ChunkRef(handle, current.index, current.version, 1)
+
+    async def _revoke(self, handle: int) -> None:
+        """End a chunk's lease before a snapshot: ask the primary, or wait the lease out."""
+        async with self.lock(handle):
+            lease = self.cluster.leases.pop(handle, None)
+            if lease is None or not lease.live(time.monotonic()):
+                return
+            server = self.cluster.servers.get(lease.primary)
+            try:
+                if server is None:
+                    raise Unavailable("primary unknown")
+                await self.call(server.address, m.RevokeLease(handle))
+            except Exception as exc:  # noqa: BLE001 - any failure means: wait for expiry
+                wait = lease.expires - time.monotonic()
+                log.info("chunk %d: could not revoke lease (%s); waiting %.1fs", handle, exc, wait)
+                await asyncio.sleep(max(0.0, wait))
+
+    async def snapshot(self, source: str, target: str) -> m.FileInfo:
+        handles = await self.store.handles_under(source)
+        self._frozen.update(handles)
+        try:
+            await asyncio.gather(*(self._revoke(h) for h in handles))
+            return await self.store.snapshot(source, target)
+        finally:
+            self._frozen.difference_update(handles)
 
     # -- handlers ------------------------------------------------------------------------------
 
@@ -175,6 +271,19 @@ class MasterService:
             self.cluster.forget(freed.handles)
             return m.Ok()
 
+        @on(m.Undelete)
+        async def undelete(msg: m.Undelete, data: memoryview, ctx: CallContext) -> m.FileInfo:
+            return await store.undelete(normalize(msg.path))
+
+        @on(m.ListTrash)
+        async def list_trash(msg: m.ListTrash, data: memoryview, ctx: CallContext) -> m.TrashList:
+            return m.TrashList([m.TrashEntry(path, at, at + self.config.trash_grace, info)
+                                for path, at, info in await store.trash()])
+
+        @on(m.Snapshot)
+        async def snapshot(msg: m.Snapshot, data: memoryview, ctx: CallContext) -> m.FileInfo:
+            return await self.snapshot(normalize(msg.source, what="source"), normalize(msg.target, what="target"))
+
         @on(m.GetChunk)
         async def get_chunk(msg: m.GetChunk, data: memoryview, ctx: CallContext) -> m.ChunkLocation:
             if msg.index < 0:
@@ -186,8 +295,8 @@ class MasterService:
                 ref, lease = await self._allocate(msg.file_id, msg.index)
                 return self._location(ref, lease)
             if msg.for_write:
-                lease = await self._ensure_lease(ref)
-                return self._location(ChunkRef(ref.handle, ref.index, lease.version), lease)
+                ref, lease = await self._writable(msg.file_id, ref)
+                return self._location(ref, lease)
             return self._location(ref, self.cluster.leases.get(ref.handle))
 
         @on(m.LastChunk)
@@ -196,8 +305,7 @@ class MasterService:
             if ref is None:
                 ref, lease = await self._allocate(msg.file_id, 0)
             else:
-                lease = await self._ensure_lease(ref)
-                ref = ChunkRef(ref.handle, ref.index, lease.version)
+                ref, lease = await self._writable(msg.file_id, ref)
             return self._location(ref, lease)
 
         @on(m.FindChunk)
@@ -219,60 +327,68 @@ class MasterService:
         @on(m.ReportBadReplica)
         async def bad_replica(msg: m.ReportBadReplica, data: memoryview, ctx: CallContext) -> m.Ok:
             server = self.cluster.by_address(msg.address)
-            if server is not None:
+            if server is not None and msg.handle in server.held:
                 log.warning("chunk %d on %s reported bad: %s", msg.handle, msg.address, msg.reason)
-                self.cluster.drop_location(msg.handle, server.server_id)
-                self.cluster.pending_delete.setdefault(server.server_id, set()).add(msg.handle)
+                self.cluster.discard_replica(msg.handle, server.server_id)
             return m.Ok()
 
         @on(m.ClusterStatus)
         async def cluster_status(msg: m.ClusterStatus, data: memoryview, ctx: CallContext) -> m.ClusterInfo:
-            return await self.cluster_info()
+            return self.cluster_info()
 
         @on(m.Register)
         async def register(msg: m.Register, data: memoryview, ctx: CallContext) -> m.Registered:
-            previous = self.cluster.servers.get(msg.server_id)
-            if previous is not None:
-                for handle in list(previous.held):
-                    self.cluster.drop_location(handle, msg.server_id)
-            self.cluster.servers[msg.server_id] = Chunkserver(
-                msg.server_id, msg.address, msg.capacity_bytes, msg.used_bytes, len(msg.chunks))
-            delete = await self._accept_reports(msg.server_id, msg.chunks)
-            log.info("chunkserver %s registered at %s with %d chunks", msg.server_id, msg.address, len(msg.chunks))
+            self.cluster.join(msg.server_id, msg.address, msg.capacity_bytes, msg.used_bytes, len(msg.chunks))
+            delete = await self._accept_full_report(msg.server_id, msg.chunks, stale_too=True)
+            self._adopt_leases(msg.server_id, msg.leases)
+            log.info("chunkserver %s registered at %s with %d chunks (%d to delete)", msg.server_id,
+                     msg.address, len(msg.chunks), len(delete))
             return m.Registered(delete + self.cluster.take_deletions(msg.server_id), self.config.heartbeat_interval)
 
         @on(m.Heartbeat)
         async def heartbeat(msg: m.Heartbeat, data: memoryview, ctx: CallContext) -> m.HeartbeatReply:
             server = self.cluster.servers.get(msg.server_id)
-            if server is None:
-                return m.HeartbeatReply(known=False)
-            server.last_heartbeat = time.monotonic()
+            if server is None or server.dead:
+                return m.HeartbeatReply(known=False)  # re-register with a full report
+            server.detector.heartbeat()
             server.capacity_bytes, server.used_bytes = msg.capacity_bytes, msg.used_bytes
             server.chunk_count = msg.chunk_count
             for handle in msg.removed:
                 self.cluster.drop_location(handle, msg.server_id)
+            self.cluster.confirm_removed(msg.server_id, msg.removed)
             await self._accept_new_replicas(msg.server_id, msg.added)
-            return m.HeartbeatReply(True, self.cluster.take_deletions(msg.server_id),
+            orphans = await self._accept_full_report(msg.server_id, msg.full, stale_too=False) \
+                if msg.full is not None else []
+            return m.HeartbeatReply(True, orphans + self.cluster.take_deletions(msg.server_id),
                                     self._extend_leases(msg.server_id, msg.lease_extensions))
 
-    async def _accept_reports(self, server_id: str, reports: list[m.ChunkReport]) -> list[int]:
-        """Record replicas at the current version; return the ones to delete (orphans, stale)."""
+    async def _accept_full_report(self, server_id: str, reports: list[m.ChunkReport], stale_too: bool) -> list[int]:
+        """Record replicas at the current version; return the ones to delete.
+
+        Unknown handles are orphans (deleted files, a restored older namespace). An older
+        version is a stale replica, but only a registration proves it: a heartbeat's report
+        may have been taken just before a version bump reached the server.
+        """
         known = await self.store.versions([r.handle for r in reports])
         delete: list[int] = []
         for report in reports:
             version = known.get(report.handle)
-            if version is None or report.version < version:
+            if version is None:
                 delete.append(report.handle)
-                continue
-            if report.version > version:  # the master failed after granting a lease: adopt it
-                await self.store.set_version(report.handle, report.version)
-            self.cluster.add_location(report.handle, server_id)
+            elif report.version < version:
+                if stale_too:
+                    log.info("chunk %d on %s is stale (version %d < %d)", report.handle, server_id,
+                             report.version, version)
+                    delete.append(report.handle)
+                    self.cluster.suspect.add(report.handle)
+            else:
+                if report.version > version:  # the master failed after granting a lease: adopt it
+                    await self.store.set_version(report.handle, report.version)
+                self.cluster.add_location(report.handle, server_id)
         return delete
 
     async def _accept_new_replicas(self, server_id: str, reports: list[m.ChunkReport]) -> None:
-        """Chunks created since the last heartbeat. Their version may have moved on while the
-        report was in flight, so an older one is not proof of staleness here (registration's
-        full report is where stale replicas are found)."""
+        """Chunks created since the last heartbeat, recorded when their version is current."""
         if not reports:
             return
         known = await self.store.versions([r.handle for r in reports])
@@ -280,21 +396,33 @@ class MasterService:
             if known.get(report.handle) == report.version:
                 self.cluster.add_location(report.handle, server_id)
 
+    def _adopt_leases(self, server_id: str, leases: list[m.LeaseExtension]) -> None:
+        """A restarted master learns live leases from their holders instead of waiting them out."""
+        now = time.monotonic()
+        for held in leases:
+            if held.seconds > 0 and server_id in self.cluster.locations.get(held.handle, ()):
+                current = self.cluster.leases.get(held.handle)
+                if current is None or not current.live(now):
+                    self.cluster.leases[held.handle] = Lease(server_id, held.version, now + held.seconds)
+
     def _extend_leases(self, server_id: str, handles: list[int]) -> list[m.LeaseExtension]:
         now = time.monotonic()
         extended = []
         for handle in handles:
             lease = self.cluster.leases.get(handle)
-            if lease is not None and lease.primary == server_id and lease.live(now):
+            if lease is not None and lease.primary == server_id and lease.live(now) and handle not in self._frozen:
                 lease.expires = now + self.config.lease_seconds
                 extended.append(m.LeaseExtension(handle, lease.version, self.config.lease_seconds))
         return extended
 
-    async def cluster_info(self) -> m.ClusterInfo:
+    def cluster_info(self) -> m.ClusterInfo:
         now = time.monotonic()
-        rows = [m.ChunkserverStatus(s.server_id, s.address, "alive" if self.cluster.alive(s.server_id, now)
-                                    else "dead", s.capacity_bytes, s.used_bytes, s.chunk_count,
-                                    round(now - s.last_heartbeat, 3))
-                for s in sorted(self.cluster.servers.values(), key=lambda s: s.address)]
+        rows = []
+        for s in sorted(self.cluster.servers.values(), key=lambda s: s.address):
+            phi = s.detector.phi(now)
+            rows.append(m.ChunkserverStatus(s.server_id, s.address, "alive" if self.cluster.alive(s.server_id, now)
+                                            else "dead", s.capacity_bytes, s.used_bytes, len(s.held),
+                                            round(now - (s.detector.last or now), 3), round(phi, 3)))
         pending = sum(len(v) for v in self.cluster.pending_delete.values())
-        return m.ClusterInfo(rows, self.config.chunk_size, self.config.replication, 0, pending)
+        return m.ClusterInfo(rows, self.config.chunk_size, self.config.replication,
+                             self.cluster.under_replicated, pending)

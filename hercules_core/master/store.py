@@ -18,6 +18,7 @@ class ChunkRef:
     handle: int
     index: int
     version: int
+    refs: int = 1  # > 1 while a snapshot shares the chunk: the next write copies it first
 
 
 @attrs.frozen
@@ -42,7 +43,25 @@ class MetadataStore(Protocol):
 
     async def rename(self, source: str, target: str, overwrite: bool) -> FreedChunks: ...
 
-    async def delete(self, path: str, recursive: bool) -> FreedChunks: ...
+    async def delete(self, path: str, recursive: bool) -> FreedChunks:
+        """Move ``path`` to the trash (nothing is freed until ``purge_trash``)."""
+
+    async def undelete(self, path: str) -> FileInfo: ...
+
+    async def trash(self) -> list[tuple[str, float, FileInfo]]:
+        """(original path, deletion time, entry) for everything in the trash."""
+
+    async def purge_trash(self, deleted_before: float) -> FreedChunks: ...
+
+    async def handles_under(self, path: str) -> list[int]: ...
+
+    async def snapshot(self, source: str, target: str) -> FileInfo: ...
+
+    async def new_handle(self, version: int) -> int: ...
+
+    async def repoint(self, file_id: int, index: int, old: int, new: int) -> FreedChunks: ...
+
+    async def replication_of(self, handles: Sequence[int]) -> dict[int, int]: ...
 
     async def chunk(self, file_id: int, index: int) -> ChunkRef | None: ...
 

@@ -143,6 +143,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from hercules_core.bench import run_from_args
+
+    return run_from_args(args)
+
+
 def _client_command(fn: Callable[[Any, argparse.Namespace], Coroutine[Any, Any, Any]]) -> Callable[..., int]:
     def run(args: argparse.Namespace) -> int:
         from hercules_core.client import connect
@@ -201,6 +207,18 @@ async def _stat(client: Any, args: argparse.Namespace) -> Any:
     return attrs.asdict(await client.stat(args.path))
 
 
+async def _snapshot(client: Any, args: argparse.Namespace) -> Any:
+    return attrs.asdict(await client.snapshot(args.source, args.target))
+
+
+async def _undelete(client: Any, args: argparse.Namespace) -> Any:
+    return attrs.asdict(await client.undelete(args.path))
+
+
+async def _trash(client: Any, args: argparse.Namespace) -> Any:
+    return [attrs.asdict(e) for e in (await client.trash()).entries]
+
+
 async def _cluster(client: Any, args: argparse.Namespace) -> Any:
     return attrs.asdict(await client.cluster())
 
@@ -242,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_restore, role="master")
 
+    p = sub.add_parser("bench", help="measure throughput and latency against the machine's ceilings")
+    from hercules_core.bench.options import add_arguments as add_bench_arguments
+
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
     for name, fn, helptext, extra in [
         ("put", _put, "upload a local file", [("local", {}), ("path", {}),
                                               ("--overwrite", {"action": "store_true"})]),
@@ -252,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("rm", _rm, "delete a file or directory", [("path", {}), ("--recursive", {"action": "store_true"})]),
         ("mv", _mv, "rename a file or directory", [("source", {}), ("target", {})]),
         ("stat", _stat, "show a file's metadata", [("path", {})]),
+        ("snapshot", _snapshot, "copy-on-write snapshot of a file or directory", [("source", {}), ("target", {})]),
+        ("undelete", _undelete, "restore a deleted path from the trash", [("path", {})]),
+        ("trash", _trash, "list deleted entries and when they are purged", []),
         ("cluster", _cluster, "show chunkservers and replication state", []),
     ]:
         p = sub.add_parser(name, help=helptext)

@@ -1,0 +1,26 @@
+"""``hercules bench``: throughput, latency and the machine's ceilings, every read verified.
+
+Modules: ``options`` (knobs and flags), ``ceilings`` (disk and loopback limits), ``datagen``
+(payloads), ``http`` (gateway streaming with aiohttp), ``workloads`` (what is measured),
+``report`` (targets, table), ``profiling`` (cProfile + py-spy), ``runner`` (the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hercules_core.bench.options import BenchOptions, add_arguments, options_from_args
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Entry point of ``hercules bench``: exit 0 ok, 1 a read did not match, 2 errors, 3 incomplete."""
+    from hercules_core.bench.runner import run
+
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        raise SystemExit(f"hercules bench: error: {exc}") from None
+    return run(options)
+
+
+__all__ = ["BenchOptions", "add_arguments", "options_from_args", "run_from_args"]

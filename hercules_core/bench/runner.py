@@ -1,0 +1,282 @@
+"""``hercules bench``: ceilings, a local cluster (or a running one), the workloads, the report."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import platform
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from hercules_core.bench import ceilings as ceil
+from hercules_core.bench.http import Gateway
+from hercules_core.bench.options import WORKLOADS, BenchOptions, human_size
+from hercules_core.bench.report import ceilings_table, cpu_table, evaluate, results_table, rss_table
+from hercules_core.bench.stats import VerificationError
+from hercules_core.bench.workloads import WORKLOAD_FUNCS, BenchContext
+
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR, EXIT_INCOMPLETE = 0, 1, 2, 3
+MIN_PHASE_SECONDS = 3.0  # a workload is not started with less time than this left
+
+
+def run_async(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+# -- the machine ------------------------------------------------------------------------------
+
+
+def machine_info(data_dir: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {"nproc": os.cpu_count(), "python": platform.python_version(),
+                            "platform": platform.platform()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_bytes"] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    usage = shutil.disk_usage(data_dir)
+    info["disk"] = {"path": str(data_dir), "total_bytes": usage.total, "free_bytes": usage.free,
+                    **_mount_of(data_dir)}
+    return info
+
+
+def _mount_of(path: Path) -> dict[str, str]:
+    best: dict[str, str] = {}
+    try:
+        real = str(path.resolve())
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, fstype = line.split()[:3]
+            if (real == mount or real.startswith(mount.rstrip("/") + "/")) and \
+                    len(mount) >= len(best.get("mount", "")):
+                best = {"device": device, "mount": mount, "fstype": fstype}
+    except OSError:
+        pass
+    return best
+
+
+def measure_ceilings(o: BenchOptions, data_dir: Path) -> dict[str, Any]:
+    limit = o.phase_limit
+    return {"disk_stream": ceil.disk_stream(data_dir, o.disk_size, o.disk_piece, limit),
+            "disk_sync_ops": ceil.disk_sync_ops(data_dir, o.sync_ops, min(limit, 10.0)),
+            "loopback_socket": ceil.loopback(o.loopback_size, "socket", timeout=limit + 30),
+            "loopback_asyncio": ceil.loopback(o.loopback_size, "asyncio", timeout=limit + 30)}
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, options: BenchOptions, out: TextIO) -> None:
+        self.o = options
+        self.out = out
+        self.started = time.monotonic()
+        self.deadline = self.started + options.time_limit
+        self.clusters: list[Any] = []
+        self.results: dict[str, Any] = {}
+        self.errors: list[dict[str, str]] = []
+        self.skipped: dict[str, str] = {}
+        self.tmp: Path | None = None
+
+    def log(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def workdir(self) -> Path:
+        if self.o.data_dir:
+            path = Path(self.o.data_dir).resolve()
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        self.tmp = Path(tempfile.mkdtemp(prefix="hercules-bench-"))
+        return self.tmp
+
+    def start_cluster(self, name: str, store: str = "fs") -> Any:
+        from hercules_core.testing.cluster import LocalCluster
+
+        root = self.root_dir / f"cluster-{name}"
+        cluster = LocalCluster(root, chunkservers=self.o.chunkservers, store=store,
+                               settings={"HERCULES_CHUNK_SIZE": str(self.o.chunk_size)})
+        self.clusters.append(cluster)
+        self.log(f"starting cluster {name} (store {store}, {self.o.chunkservers} chunkservers, "
+                 f"chunk size {human_size(self.o.chunk_size)}) in {root}")
+        return cluster.start(timeout=60.0)
+
+    def execute(self) -> int:
+        self.root_dir = self.workdir()
+        doc: dict[str, Any] = {"version": 1, "tool": "hercules bench",
+                               "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                               "options": self.o.as_dict(), "machine": machine_info(self.root_dir)}
+        code = EXIT_OK
+        try:
+            self.log("measuring the machine's ceilings (disk, loopback TCP)")
+            doc["ceilings"] = measure_ceilings(self.o, self.root_dir)
+            code = run_async(self._workloads())
+        except VerificationError as exc:
+            self.errors.append({"workload": "?", "error": f"verification failed: {exc}"})
+            code = EXIT_MISMATCH
+        except KeyboardInterrupt:
+            self.errors.append({"workload": "?", "error": "interrupted"})
+            code = EXIT_ERROR
+        finally:
+            for cluster in self.clusters:
+                cluster.stop()
+            if self.tmp is not None and not self.o.keep:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+        doc.update({"duration_s": round(time.monotonic() - self.started, 1), "results": self.results,
+                    "skipped": self.skipped, "errors": self.errors, "exit_code": code})
+        doc["rows"] = evaluate(self.results, doc.get("ceilings", {}))
+        doc["ok"] = code == EXIT_OK
+        self.print_report(doc)
+        self.write_json(doc)
+        return code
+
+    async def _workloads(self) -> int:
+        o = self.o
+        local = o.local
+        zstd: asyncio.Task[Any] | None = None
+        if local:
+            if "stores" in o.only:  # started beside the main one: it idles until the stores workload
+                zstd = asyncio.ensure_future(asyncio.to_thread(self.start_cluster, "zstd", "zstd"))
+            try:
+                cluster = await asyncio.to_thread(self.start_cluster, "main")
+            finally:
+                if zstd is not None:
+                    await asyncio.wait([zstd])
+            if zstd is not None:
+                zstd.result()  # raises if the second cluster did not start
+            gateway_url, master_addr = cluster.gateway_url, cluster.master_addr
+            pids = {name: p.proc.pid for name, p in cluster.procs.items() if p.proc is not None}
+        else:
+            gateway_url, master_addr, pids = o.gateway or "", o.master or "", {}
+        profiler = None
+        if o.profile_dir:
+            from hercules_core.bench.profiling import Profiler
+
+            profiler = Profiler(Path(o.profile_dir))
+            self.log(f"profiling into {o.profile_dir} (py-spy: {profiler.py_spy or 'not found, client side only'})")
+
+        async def store_cluster(store: str) -> Any:
+            """The cluster for the stores workload: the main one for fs, the second one for zstd."""
+            if store == "fs":
+                return cluster
+            if store == "zstd" and zstd is not None:
+                return zstd.result()
+            raise ValueError(f"no cluster with store {store}")
+
+        ctx = BenchContext(options=o, gateway_url=gateway_url, master_addr=master_addr, deadline=self.deadline,
+                           pids=pids, root=f"/bench-{secrets.token_hex(3)}", profiler=profiler,
+                           store_cluster=store_cluster if local else None)
+        await self._check_reachable(ctx)
+        for name in WORKLOADS:
+            if name not in o.only:
+                continue
+            if ctx.remaining() < MIN_PHASE_SECONDS:
+                self.skipped[name] = "time limit reached"
+                self.log(f"skipping {name}: the run's time limit is reached")
+                continue
+            self.log(f"running {name}")
+            try:
+                self.results.update(await WORKLOAD_FUNCS[name](ctx))
+            except VerificationError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported, and the run goes on to the next workload
+                self.errors.append({"workload": name, "error": f"{type(exc).__name__}: {exc}"})
+                self.log(f"{name} failed: {type(exc).__name__}: {exc}")
+        for name, entry in list(self.results.items()):
+            if isinstance(entry, dict) and "skipped" in entry:
+                self.skipped[name] = entry.pop("skipped")
+                del self.results[name]
+        if not local:
+            await self._cleanup(ctx)
+        if self.errors:
+            return EXIT_ERROR
+        if any(v == "time limit reached" for v in self.skipped.values()):
+            return EXIT_INCOMPLETE
+        return EXIT_OK
+
+    async def _check_reachable(self, ctx: BenchContext) -> None:
+        gw = Gateway(ctx.gateway_url, connections=1, timeout=10)
+        try:
+            health = await gw.health()
+        finally:
+            await gw.close()
+        client = await ctx.client()
+        try:
+            await client.ping()
+        finally:
+            await client.close()
+        self.log(f"cluster reachable: {health}")
+
+    async def _cleanup(self, ctx: BenchContext) -> None:
+        """On someone else's cluster, remove what this run made (soft delete; GC reclaims it)."""
+        client = await ctx.client()
+        try:
+            await client.delete(ctx.root, recursive=True)
+        except Exception as exc:  # noqa: BLE001 - cleanup is best effort, and said so
+            self.log(f"could not remove {ctx.root}: {exc}")
+        finally:
+            await client.close()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def print_report(self, doc: dict[str, Any]) -> None:
+        m = doc["machine"]
+        disk = m.get("disk", {})
+        w = self.out.write
+        w(f"hercules bench{' --quick' if self.o.quick else ''}: {m.get('nproc')} cores ({m.get('cpu', '?')}), "
+          f"{m.get('memory_bytes', 0) / (1 << 30):.1f} GiB memory, data on {disk.get('device', '?')} "
+          f"({disk.get('fstype', '?')}, {disk.get('free_bytes', 0) / (1 << 30):.0f} GiB free)\n")
+        target = "a local cluster" if self.o.local else f"gateway {self.o.gateway}, master {self.o.master}"
+        w(f"target: {target}; chunk size {human_size(self.o.chunk_size)}; large file "
+          f"{human_size(self.o.large_size)}; {self.o.small_count} x {human_size(self.o.small_size)} files; "
+          f"{self.o.medium_count} x {human_size(self.o.medium_size)} files; MB = 10^6 bytes\n\n")
+        if doc.get("ceilings"):
+            w(ceilings_table(doc["ceilings"]) + "\n\n")
+        if doc["rows"]:
+            w(results_table(doc["rows"]) + "\n\n")
+        rss = rss_table(self.results)
+        if rss:
+            w(rss + "\n\n")
+        cpu = cpu_table(self.results)
+        if cpu:
+            w("CPU per process (cores busy: CPU seconds per wall second; 'total' over all processes, "
+              f"of {m.get('nproc')} cores)\n" + cpu + "\n\n")
+        incomplete = [n for n, e in self.results.items() if isinstance(e, dict) and e.get("complete") is False]
+        if incomplete:
+            w(f"cut short by the phase time limit ({self.o.phase_limit:.0f}s): {', '.join(incomplete)}\n")
+        for name, why in self.skipped.items():
+            w(f"skipped {name}: {why}\n")
+        for err in self.errors:
+            w(f"ERROR in {err['workload']}: {err['error']}\n")
+        verdict = {EXIT_OK: "all reads verified", EXIT_MISMATCH: "VERIFICATION FAILED",
+                   EXIT_ERROR: "errors", EXIT_INCOMPLETE: "incomplete"}[doc["exit_code"]]
+        w(f"{verdict}; {doc['duration_s']} s\n")
+        self.out.flush()
+
+    def write_json(self, doc: dict[str, Any]) -> None:
+        if not self.o.json_path:
+            return
+        text = json.dumps(doc, indent=2, default=str)
+        if self.o.json_path == "-":
+            self.out.write(text + "\n")
+        else:
+            Path(self.o.json_path).write_text(text + "\n")
+            self.log(f"results written to {self.o.json_path}")
+
+
+def run(options: BenchOptions, out: TextIO | None = None) -> int:
+    return Run(options, out or sys.stdout).execute()

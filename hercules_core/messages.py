@@ -66,6 +66,7 @@ class Create:
     path: str
     replication: int | None = None
     exclusive: bool = True
+    request_id: str = ""  # makes a retried request safe: the master answers it once
 
 
 @message("stat")
@@ -92,12 +93,14 @@ class Rename:
     source: str
     target: str
     overwrite: bool = False
+    request_id: str = ""
 
 
 @message("delete")
 class Delete:
     path: str
     recursive: bool = False
+    request_id: str = ""
 
 
 # --- chunks (client -> master) ---------------------------------------------------------
@@ -279,11 +282,13 @@ class RevokeLease:
 class Snapshot:
     source: str
     target: str
+    request_id: str = ""
 
 
 @message("undelete")
 class Undelete:
     path: str
+    request_id: str = ""
 
 
 @message("listtrash")

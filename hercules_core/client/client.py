@@ -48,8 +48,9 @@ UploadSource = bytes | bytearray | memoryview | AsyncIterable[Buffer] | Iterable
 
 class Client:
     def __init__(self, master: str, transport: TransportSpec, limits: FrameLimits | None = None,
-                 window: int = 4) -> None:
+                 window: int = 4, master_retry_for: float = 30.0) -> None:
         self.master = master
+        self.master_retry_for = master_retry_for
         self.pool = ConnectionPool(transport, limits or FrameLimits())
         self.window = window
         self.chunk_size = 0
@@ -72,8 +73,25 @@ class Client:
         await self.close()
 
     async def _master(self, msg: Any, timeout: float = 30.0) -> Any:
-        reply, _ = await self.pool.call(self.master, msg, timeout=timeout)
-        return reply
+        """One master call, retried with backoff while the master is unreachable or restarting.
+
+        Only idempotent requests, or ones carrying a request id the master answers once,
+        are sent here, so a retry after a lost reply never applies anything twice.
+        """
+        deadline = time.monotonic() + self.master_retry_for
+        delay = 0.05
+        while True:
+            try:
+                reply, _ = await self.pool.call(self.master, msg, timeout=timeout)
+                return reply
+            except (TooFewChunkservers, NoSpace):
+                raise
+            except Unavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise Unavailable(f"master {self.master} did not answer for {self.master_retry_for:.0f}s: "
+                                      f"{exc.message}") from None
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
 
     # -- namespace ---------------------------------------------------------------------------
 
@@ -84,7 +102,7 @@ class Client:
         return await self._master(m.Mkdir(normalize(path)))
 
     async def create(self, path: str, replication: int | None = None, exclusive: bool = True) -> m.FileInfo:
-        return await self._master(m.Create(normalize(path), replication, exclusive))
+        return await self._master(m.Create(normalize(path), replication, exclusive, _request_id()))
 
     async def stat(self, path: str) -> m.FileInfo:
         return await self._master(m.Stat(normalize(path)))
@@ -93,18 +111,20 @@ class Client:
         return await self._master(m.ListDir(normalize(path), recursive, limit, cursor))
 
     async def rename(self, source: str, target: str, overwrite: bool = False) -> None:
-        await self._master(m.Rename(normalize(source, what="source"), normalize(target, what="target"), overwrite))
+        await self._master(m.Rename(normalize(source, what="source"), normalize(target, what="target"), overwrite,
+                                    _request_id()))
 
     async def delete(self, path: str, recursive: bool = False) -> None:
-        await self._master(m.Delete(normalize(path), recursive))
+        await self._master(m.Delete(normalize(path), recursive, _request_id()))
 
     async def snapshot(self, source: str, target: str) -> m.FileInfo:
         """Copy-on-write snapshot of a file or directory tree."""
-        return await self._master(m.Snapshot(normalize(source, what="source"), normalize(target, what="target")))
+        return await self._master(m.Snapshot(normalize(source, what="source"), normalize(target, what="target"),
+                                             _request_id()))
 
     async def undelete(self, path: str) -> m.FileInfo:
         """Restore the most recently deleted entry at ``path`` from the trash."""
-        return await self._master(m.Undelete(normalize(path)))
+        return await self._master(m.Undelete(normalize(path), _request_id()))
 
     async def trash(self) -> m.TrashList:
         return await self._master(m.ListTrash())
@@ -387,6 +407,10 @@ class Client:
         if failures:
             raise failures[0]
         return offset
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _exists(message: str) -> HerculesError:

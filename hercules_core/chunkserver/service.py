@@ -158,6 +158,22 @@ class ChunkserverService:
         if failed:
             raise Unavailable(f"chunk {msg.handle}: mutation {msg.serial} failed on " + "; ".join(failed))
 
+    def _next_serial(self, state: ChunkState, handle: int, version: int) -> int:
+        """Under the chunk's lock: re-check the lease, then take the next serial number."""
+        self._primary(handle, version)
+        state.serial += 1
+        state.last_mutation = time.monotonic()
+        return state.serial
+
+    async def _mutate(self, secondaries: list[str], mutation: m.ApplyMutation, payload: Buffer) -> None:
+        """Apply here and on every secondary at once; success only when all of them applied."""
+        results = await asyncio.gather(
+            self._apply(mutation.handle, mutation.offset, payload, mutation.pad_to),
+            self._to_secondaries(secondaries, mutation), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     async def _apply(self, handle: int, offset: int, data: Buffer, pad_to: int) -> None:
         if pad_to:
             info = await self.store.info(handle)
@@ -220,12 +236,9 @@ class ChunkserverService:
             state = self._primary(msg.handle, msg.version)
             payload = self._take_pushed(msg.data_id)
             async with state.lock:
-                self._primary(msg.handle, msg.version)
-                state.serial += 1
-                state.last_mutation = time.monotonic()
-                await self.store.write(msg.handle, msg.offset, payload)
-                await self._to_secondaries(msg.secondaries, m.ApplyMutation(
-                    msg.handle, msg.version, state.serial, msg.offset, msg.data_id))
+                serial = self._next_serial(state, msg.handle, msg.version)
+                await self._mutate(msg.secondaries, m.ApplyMutation(
+                    msg.handle, msg.version, serial, msg.offset, msg.data_id), payload)
             return m.Written(msg.offset, len(payload))
 
         @on(m.AppendChunk)
@@ -235,18 +248,14 @@ class ChunkserverService:
             if len(payload) > msg.chunk_size // 4:
                 raise InvalidArgument(f"a record may be at most a quarter chunk ({msg.chunk_size // 4} bytes)")
             async with state.lock:
-                self._primary(msg.handle, msg.version)
-                state.serial += 1
-                state.last_mutation = time.monotonic()
+                serial = self._next_serial(state, msg.handle, msg.version)
                 offset = (await self.store.info(msg.handle)).length
                 if offset + len(payload) > msg.chunk_size:
-                    await self._apply(msg.handle, 0, b"", msg.chunk_size)
-                    await self._to_secondaries(msg.secondaries, m.ApplyMutation(
-                        msg.handle, msg.version, state.serial, 0, "", msg.chunk_size))
+                    await self._mutate(msg.secondaries, m.ApplyMutation(
+                        msg.handle, msg.version, serial, 0, "", msg.chunk_size), b"")
                     raise ChunkFull(f"chunk {msg.handle} is full; append to the next chunk")
-                await self.store.write(msg.handle, offset, payload)
-                await self._to_secondaries(msg.secondaries, m.ApplyMutation(
-                    msg.handle, msg.version, state.serial, offset, msg.data_id))
+                await self._mutate(msg.secondaries, m.ApplyMutation(
+                    msg.handle, msg.version, serial, offset, msg.data_id), payload)
             return m.Written(offset, len(payload))
 
         @on(m.ApplyMutation)

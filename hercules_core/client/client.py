@@ -56,6 +56,7 @@ class Client:
         self.chunk_size = 0
         self._write_locs: dict[tuple[int, int], m.ChunkLocation] = {}
         self._read_locs: dict[tuple[int, int], tuple[m.ChunkLocation, float]] = {}
+        self._append_at: dict[int, int] = {}
         self._avoid: dict[str, float] = {}  # replica address -> monotonic time until which it is tried last
 
     async def start(self) -> "Client":
@@ -248,12 +249,13 @@ class Client:
         if len(data) > self.chunk_size // 4:
             raise InvalidArgument(f"a record may be at most a quarter chunk ({self.chunk_size // 4} bytes)")
         deadline = time.monotonic() + RETRY_FOR
-        index = -1
+        index = self._append_at.get(info.file_id, -1)  # the chunk this client appended to last
         while True:
             try:
                 loc = await self._master(m.LastChunk(info.file_id)) if index < 0 else \
                     await self._write_location(info.file_id, index)
                 index = loc.index
+                self._write_locs[(info.file_id, index)] = loc
                 data_id = await self._push(loc, data)
                 secondaries = [r for r in loc.replicas if r != loc.primary]
                 written, _ = await self.pool.call(loc.primary, m.AppendChunk(
@@ -264,6 +266,7 @@ class Client:
             except (TooFewChunkservers, NoSpace):
                 raise
             except RETRYABLE as exc:
+                self._append_at.pop(info.file_id, None)
                 if index >= 0:
                     self._forget(info.file_id, index)
                 if time.monotonic() > deadline:
@@ -272,6 +275,7 @@ class Client:
                 index = -1
                 continue
             offset = index * self.chunk_size + written.offset
+            self._append_at[info.file_id] = index
             await self._master(m.ExtendSize(info.file_id, offset + len(data)))
             return offset
 

@@ -79,6 +79,7 @@ class Config:
     dead_after: float = attrs.field(default=5.0, validator=_positive)  # phi detector's acceptable pause
     phi_threshold: float = attrs.field(default=8.0, validator=_positive)
     trash_grace: float = attrs.field(default=86400.0, validator=_positive)
+    upload_timeout: float = attrs.field(default=86400.0, validator=_positive)  # abandoned uploads go after this
     max_concurrent_copies: int = attrs.field(default=4, validator=_positive)
     rebalance_spread: float = attrs.field(default=0.10, validator=_positive)
     rebalance_interval: float = attrs.field(default=5.0, validator=_positive)

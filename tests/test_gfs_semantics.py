@@ -336,3 +336,26 @@ def test_new_chunkserver_receives_chunks_until_usage_evens_out(tmp_path: Path) -
         for path, data in files.items():
             assert sha256(h.request("GET", f"/api/v1/files{path}")[2]) == sha256(data)
         h.close()
+
+
+def test_abandoned_uploads_are_removed_after_the_upload_timeout(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path, settings={**GFS, "HERCULES_UPLOAD_TIMEOUT": "1"}) as c:
+        async def main() -> None:
+            client = await connect(c.master_addr)
+            try:
+                await client.mkdir("/.hercules/uploads")
+                await client.create("/.hercules/uploads/abandoned")  # a client that died mid-upload
+                await client.write("/.hercules/uploads/abandoned", 0, b"partial")
+                deadline = time.monotonic() + 20
+                while True:
+                    try:
+                        await client.stat("/.hercules/uploads/abandoned")
+                    except HerculesError as exc:
+                        assert exc.code == "not_found"
+                        return
+                    assert time.monotonic() < deadline, "abandoned upload was never removed"
+                    await asyncio.sleep(0.2)
+            finally:
+                await client.close()
+
+        run(main())

@@ -12,12 +12,14 @@ import logging
 import time
 
 from hercules_core import messages as m
-from hercules_core.errors import HerculesError
+from hercules_core.errors import HerculesError, NotFound
 from hercules_core.master.cluster import Chunkserver
 from hercules_core.master.service import MasterService
+from hercules_core.paths import RESERVED
 
 log = logging.getLogger(__name__)
 TICK = 0.25
+UPLOADS = f"{RESERVED}/uploads"
 MOVES_PER_ROUND = 8
 
 
@@ -52,10 +54,25 @@ class Maintenance:
             if freed.handles:
                 log.info("trash: %d chunks past their grace period are collected", len(freed.handles))
             self.cluster.forget(freed.handles)
+            await self.drop_abandoned_uploads()
         await self.repair()
         if now >= self._next_rebalance:
             self._next_rebalance = now + self.config.rebalance_interval
             await self.rebalance()
+
+    async def drop_abandoned_uploads(self) -> None:
+        """Uploads are written under a hidden name and renamed when complete; one whose client
+        vanished (or that a restored backup caught half-way) is removed after ``upload_timeout``."""
+        try:
+            entries, _ = await self.service.store.list(UPLOADS, False, 1000, "")
+        except NotFound:
+            return
+        cutoff = time.time() - self.config.upload_timeout
+        for entry in entries:
+            if entry.mtime < cutoff:
+                freed = await self.service.store.delete(entry.path, True)
+                self.cluster.forget(freed.handles)
+                log.info("removed abandoned upload %s", entry.path)
 
     # -- re-replication ----------------------------------------------------------------------
 

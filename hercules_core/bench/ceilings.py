@@ -6,6 +6,9 @@
   a small durable write).
 * ``loopback``: bytes between two processes over 127.0.0.1, in 1 MiB frames, plain blocking
   sockets (``socket``) and asyncio streams on uvloop as Hercules uses them (``asyncio``).
+* ``round_trips``: small request/response pairs per second between two processes over
+  loopback, 8 connections each with one request outstanding (asyncio on uvloop): the floor of
+  any one-RPC operation such as a metadata call.
 
 Every loop is bounded in bytes and in time.
 """
@@ -24,6 +27,12 @@ from hercules_core.bench.stats import mbps
 
 FRAME = 1 * MiB
 SOCKET_TIMEOUT = 30.0
+
+
+def _mp_context() -> Any:
+    """fork where there is one: ceilings run before any thread or event loop exists, and a fork
+    needs no re-import of ``__main__`` (spawn would, and fails for unguarded scripts)."""
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
 
 def disk_stream(directory: Path, total: int, piece: int, time_limit: float) -> dict[str, Any]:
@@ -179,7 +188,7 @@ def _run(coro: Any) -> Any:
 def loopback(total: int, kind: str = "socket", timeout: float = 120.0) -> dict[str, Any]:
     """MB/s from a sender process to a receiver process over 127.0.0.1 (``socket`` or ``asyncio``)."""
     receive, send = (_receive_plain, _send_plain) if kind == "socket" else (_receive_asyncio, _send_asyncio)
-    ctx = mp.get_context("spawn")
+    ctx = _mp_context()
     port_q, result_q = ctx.Queue(), ctx.Queue()
     receiver = ctx.Process(target=receive, args=(port_q, result_q, total), daemon=True)
     receiver.start()
@@ -198,3 +207,81 @@ def loopback(total: int, kind: str = "socket", timeout: float = 120.0) -> dict[s
                     proc.join(5)
     return {"bytes": got, "frame": FRAME, "seconds": round(seconds, 3), "MBps": mbps(got, seconds),
             "complete": got >= total, "MB": round(got / MB, 1)}
+
+
+# -- small round trips ---------------------------------------------------------------------
+
+RTT_MESSAGE = 64
+
+
+def _echo_server(port_q: Any, stop_after: float) -> None:
+    import asyncio
+
+    async def main() -> None:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    writer.write(await reader.readexactly(RTT_MESSAGE))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        port_q.put(server.sockets[0].getsockname()[1])
+        await asyncio.sleep(stop_after)  # bounded: the server ends on its own
+        server.close()
+
+    _run(main())
+
+
+def _rtt_client(port: int, connections: int, count: int, time_limit: float, result_q: Any) -> None:
+    import asyncio
+
+    async def main() -> tuple[int, float]:
+        done = 0
+        deadline = time.monotonic() + time_limit
+        message = b"x" * RTT_MESSAGE
+
+        async def one() -> None:
+            nonlocal done
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                while done < count and time.monotonic() < deadline:
+                    writer.write(message)
+                    await reader.readexactly(RTT_MESSAGE)
+                    done += 1
+            finally:
+                writer.close()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(connections)))
+        return done, time.perf_counter() - started
+
+    result_q.put(_run(main()))
+
+
+def round_trips(count: int, time_limit: float, connections: int = 8) -> dict[str, Any]:
+    """Request/response pairs per second between two processes (``connections`` in parallel)."""
+    ctx = _mp_context()
+    port_q, result_q = ctx.Queue(), ctx.Queue()
+    server = ctx.Process(target=_echo_server, args=(port_q, time_limit + 30), daemon=True)
+    server.start()
+    client = None
+    try:
+        port = port_q.get(timeout=SOCKET_TIMEOUT)
+        client = ctx.Process(target=_rtt_client, args=(port, connections, count, time_limit, result_q), daemon=True)
+        client.start()
+        done, seconds = result_q.get(timeout=time_limit + 30)
+    finally:
+        for proc in (client, server):
+            if proc is not None:
+                proc.join(1 if proc is server else 5)
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(5)
+    return {"round_trips": done, "connections": connections, "seconds": round(seconds, 3),
+            "per_s": round(done / seconds, 1) if seconds else 0.0,
+            "latency_us": round(seconds * connections / done * 1e6, 1) if done else 0.0}

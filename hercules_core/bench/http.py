@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import crc32c
 
 from hercules_core.bench.options import MiB
 from hercules_core.bench.stats import VerificationError
@@ -57,19 +58,20 @@ class Gateway:
             raise VerificationError(f"PUT {path}: gateway reports {info.get('size')} bytes, sent {len(data)}")
         return info
 
-    async def get_verify(self, path: str, expected: bytes) -> int:
-        """GET a whole file, streamed; every piece is compared with ``expected`` as it arrives."""
-        pos = 0
+    async def get_verify(self, path: str, size: int, crc: int) -> int:
+        """GET a whole file, streamed; its length and CRC32C must match what was written."""
+        got, value = 0, 0
         async with self.session.get(self._file_url(path)) as resp:
             await self._check(resp, 200)
             async for piece in resp.content.iter_chunked(STREAM_PIECE):
-                end = pos + len(piece)
-                if end > len(expected) or piece != expected[pos:end]:
-                    raise VerificationError(f"GET {path}: bytes {pos}..{end} differ from what was written")
-                pos = end
-        if pos != len(expected):
-            raise VerificationError(f"GET {path}: got {pos} bytes, wrote {len(expected)}")
-        return pos
+                value = crc32c.crc32c(piece, value)
+                got += len(piece)
+                if got > size:
+                    break
+        if got != size or value != crc:
+            raise VerificationError(f"GET {path}: read {got} bytes with CRC32C {value:08x}; "
+                                    f"wrote {size} bytes with CRC32C {crc:08x}")
+        return got
 
     async def get(self, path: str) -> bytes:
         async with self.session.get(self._file_url(path)) as resp:

@@ -65,6 +65,7 @@ class BenchOptions:
     disk_piece: int = 4 * MiB
     sync_ops: int = 200  # 4 KiB write + fdatasync round trips for the small-write ceiling
     loopback_size: int = 2 * GiB
+    rtt_count: int = 50_000  # small round trips for the RPC floor
     time_limit: float = 1800.0  # the whole run; each phase also has its own cap
     phase_limit: float = 300.0
     only: tuple[str, ...] = WORKLOADS
@@ -84,7 +85,7 @@ class BenchOptions:
             return cls()
         return cls(quick=True, chunk_size=8 * MiB, large_size=32 * MiB, small_count=200, medium_count=24,
                    meta_count=200, append_count=200, store_size=8 * MiB, disk_size=32 * MiB, sync_ops=50,
-                   loopback_size=256 * MiB, time_limit=55.0, phase_limit=20.0)
+                   loopback_size=256 * MiB, rtt_count=5_000, time_limit=55.0, phase_limit=20.0)
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -126,8 +127,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", metavar="LIST",
                         help=f"comma-separated workloads to run (of {','.join(WORKLOADS)}; default all)")
     parser.add_argument("--data-dir", metavar="DIR",
-                        help="where the local cluster and the disk ceiling live (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the local cluster's data directory")
+                        help="parent of this run's directory: the local clusters and the disk ceiling "
+                             "(default: the system temp dir); sets which disk is measured")
+    parser.add_argument("--keep", action="store_true", help="keep this run's directory (cluster data and logs)")
     parser.add_argument("--profile", dest="profile_dir", metavar="DIR",
                         help="cProfile the client side per workload and, if py-spy is installed, "
                              "record the gateway and chunkservers with it; files go to DIR")
@@ -163,13 +165,14 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
 def _validate(o: BenchOptions) -> None:
     positive = ["chunkservers", "chunk_size", "large_size", "small_count", "small_size", "small_concurrency",
                 "medium_count", "medium_size", "medium_concurrency", "meta_count", "meta_clients",
-                "append_count", "append_size", "appenders", "store_size", "disk_size", "loopback_size",
+                "append_count", "append_size", "appenders", "store_size", "disk_size", "loopback_size", "rtt_count",
                 "time_limit", "phase_limit"]
     for name in positive:
         if getattr(o, name) <= 0:
             raise ValueError(f"{name.replace('_', '-')} must be positive")
     limits = {"small_count": 100_000, "medium_count": 10_000, "meta_count": 100_000, "append_count": 1_000_000,
-              "small_concurrency": 256, "medium_concurrency": 256, "meta_clients": 256, "appenders": 256}
+              "rtt_count": 10_000_000, "small_concurrency": 256, "medium_concurrency": 256, "meta_clients": 256,
+              "appenders": 256}
     for name, limit in limits.items():  # every loop is bounded in count, not only in time
         if getattr(o, name) > limit:
             raise ValueError(f"{name.replace('_', '-')} may be at most {limit}")

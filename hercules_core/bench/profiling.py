@@ -2,6 +2,8 @@
 
 * the bench process itself (the client side: client library or aiohttp) under ``cProfile``:
   ``DIR/<phase>.client.pstats`` and a text summary ``DIR/<phase>.client.txt``;
+* the latency of every RPC the bench process makes, per message type (``DIR/<phase>.rpc.txt``:
+  where a client-library operation waits, e.g. GetChunk vs WriteChunk of a small write);
 * the cluster's processes (gateway, chunkservers, master) sampled by ``py-spy record``
   (``--format raw``: collapsed stacks) when py-spy is installed: ``DIR/<phase>.<role>.folded``
   and a summary of the hottest functions, self and inclusive, in ``DIR/<phase>.<role>.txt``.
@@ -18,11 +20,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-PY_SPY_RATE = 250  # samples per second per process
+PY_SPY_RATE = 100  # samples per second per process (more distorts a 2-core machine)
 SAMPLED_ROLES = ("gateway", "chunk1", "chunk2", "chunk3", "master")
 
 
@@ -37,18 +41,54 @@ class Profiler:
         directory.mkdir(parents=True, exist_ok=True)
         self.py_spy = find_py_spy()
         self.files: list[str] = []
+        self._rpc: dict[str, list[float]] | None = None
 
     @contextmanager
     def phase(self, name: str, pids: dict[str, int]) -> Iterator[None]:
         spies = self._start_spies(name, pids) if self.py_spy else []
         prof = cProfile.Profile()
-        prof.enable()
+        with self._rpc_timing() as rpc:
+            prof.enable()
+            try:
+                yield
+            finally:
+                prof.disable()
+        self._stop_spies(spies)
+        self._write_client(name, prof)
+        self._write_rpc(name, rpc)
+
+    @contextmanager
+    def _rpc_timing(self) -> Iterator[dict[str, list[float]]]:
+        """Time every ``ConnectionPool.call`` of this process by message type, for one phase."""
+        from hercules_core.rpc import ConnectionPool
+
+        timings: dict[str, list[float]] = collections.defaultdict(list)
+        original = ConnectionPool.call
+
+        async def timed(pool: Any, peer: str, msg: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await original(pool, peer, msg, *args, **kwargs)
+            finally:
+                timings[type(msg).__name__].append(time.perf_counter() - started)
+
+        ConnectionPool.call = timed  # type: ignore[method-assign]
         try:
-            yield
+            yield timings
         finally:
-            prof.disable()
-            self._stop_spies(spies)
-            self._write_client(name, prof)
+            ConnectionPool.call = original  # type: ignore[method-assign]
+
+    def _write_rpc(self, name: str, timings: dict[str, list[float]]) -> None:
+        if not timings:
+            return
+        lines = [f"{name}: RPCs made by the bench process (client library), slowest total first", "",
+                 f"{'message':16s} {'calls':>7s} {'mean ms':>9s} {'p50 ms':>9s} {'p99 ms':>9s} {'total s':>9s}"]
+        for msg, values in sorted(timings.items(), key=lambda kv: -sum(kv[1])):
+            values.sort()
+            p = lambda q: values[min(len(values) - 1, int(q * len(values)))] * 1e3  # noqa: E731
+            lines.append(f"{msg:16s} {len(values):7d} {sum(values) / len(values) * 1e3:9.2f} {p(0.5):9.2f} "
+                         f"{p(0.99):9.2f} {sum(values):9.2f}")
+        (self.directory / f"{name}.rpc.txt").write_text("\n".join(lines) + "\n")
 
     def _write_client(self, name: str, prof: cProfile.Profile) -> None:
         path = self.directory / f"{name}.client.pstats"

@@ -50,7 +50,7 @@ ROWS: tuple[Row, ...] = (
         ("read",), (Target("≥ 1500 /s", 1500), Target("peer 1300 /s", 1300, kind=P))),
     Row("small_client", "4 KiB files, client lib, 8 clients", "create+write", ("write", "ops_per_s"), "files/s",
         None, ("write",)),
-    Row("small_client", "4 KiB files, client lib, 8 clients", "read", ("read", "ops_per_s"), "files/s", None,
+    Row("small_client", "4 KiB files, client lib, 8 clients", "read", ("read", "ops_per_s"), "files/s", "rpc/3",
         ("read",)),
     Row("medium_gateway", "1 MiB files, gateway, 4 clients", "write", ("write", "MBps"), "MB/s", "disk/3",
         ("write",), (Target("peer 42 MB/s", 42, kind=P),)),
@@ -60,13 +60,13 @@ ROWS: tuple[Row, ...] = (
         ("write",)),
     Row("medium_client", "1 MiB files, client lib, 4 clients", "read", ("read", "MBps"), "MB/s", "loopback",
         ("read",)),
-    Row("metadata", "metadata, client lib, 8 clients", "mkdir", ("mkdir", "ops_per_s"), "ops/s", None, ("mkdir",)),
-    Row("metadata", "metadata, client lib, 8 clients", "create", ("create", "ops_per_s"), "ops/s", None,
+    Row("metadata", "metadata, client lib, 8 clients", "mkdir", ("mkdir", "ops_per_s"), "ops/s", "rpc", ("mkdir",)),
+    Row("metadata", "metadata, client lib, 8 clients", "create", ("create", "ops_per_s"), "ops/s", "rpc",
         ("create",), (Target("≥ 5000 /s", 5000),)),
-    Row("metadata", "metadata, client lib, 8 clients", "stat", ("stat", "ops_per_s"), "ops/s", None, ("stat",),
+    Row("metadata", "metadata, client lib, 8 clients", "stat", ("stat", "ops_per_s"), "ops/s", "rpc", ("stat",),
         (Target("≥ 20000 /s", 20000),)),
-    Row("metadata", "metadata, client lib, 8 clients", "list", ("list", "ops_per_s"), "ops/s", None, ("list",)),
-    Row("metadata", "metadata, client lib, 8 clients", "rename", ("rename", "ops_per_s"), "ops/s", None,
+    Row("metadata", "metadata, client lib, 8 clients", "list", ("list", "ops_per_s"), "ops/s", "rpc", ("list",)),
+    Row("metadata", "metadata, client lib, 8 clients", "rename", ("rename", "ops_per_s"), "ops/s", "rpc",
         ("rename",)),
     Row("append", "record append 1 KiB, 8 appenders", "append", ("records_per_s",), "records/s", None, ()),
     Row("store_fs_json", "store fs, JSON lines, rf=3", "write", ("write", "MBps"), "MB/s", "disk/3"),
@@ -86,8 +86,10 @@ ROWS: tuple[Row, ...] = (
 
 def ceiling_values(ceilings: dict[str, Any]) -> dict[str, float]:
     disk = ceilings.get("disk_stream", {}).get("MBps", 0.0)
+    rpc = ceilings.get("round_trips", {}).get("per_s", 0.0)
     return {"disk": disk, "disk/3": round(disk / 3, 1),
-            "loopback": ceilings.get("loopback_socket", {}).get("MBps", 0.0)}
+            "loopback": ceilings.get("loopback_socket", {}).get("MBps", 0.0),
+            "rpc": rpc, "rpc/3": round(rpc / 3, 1)}
 
 
 def _dig(d: Any, path: tuple[str, ...]) -> Any:
@@ -159,17 +161,26 @@ def ceilings_table(ceilings: dict[str, Any]) -> str:
     d = ceilings.get("disk_stream")
     if d:
         lines.append(["disk: sequential 4 MiB writes + fdatasync", _fmt(d["MBps"]), "MB/s",
-                      f"{d['bytes'] >> 20} MiB in {d['seconds']} s"])
+                      f"{d['bytes'] >> 20} MiB in {d['seconds']} s{_tries(d)}"])
     s = ceilings.get("disk_sync_ops")
     if s:
         lines.append(["disk: 4 KiB write + fdatasync", _fmt(s["ops_per_s"]), "ops/s",
-                      f"{s['latency_ms']} ms each"])
+                      f"{s['latency_ms']} ms each{_tries(s)}"])
     for key, label in (("loopback_socket", "loopback TCP, 2 processes, plain sockets"),
                        ("loopback_asyncio", "loopback TCP, 2 processes, asyncio+uvloop")):
         lb = ceilings.get(key)
         if lb:
-            lines.append([label, _fmt(lb["MBps"]), "MB/s", f"{lb['bytes'] >> 20} MiB in 1 MiB frames"])
+            lines.append([label, _fmt(lb["MBps"]), "MB/s", f"{lb['bytes'] >> 20} MiB in 1 MiB frames{_tries(lb)}"])
+    rt = ceilings.get("round_trips")
+    if rt:
+        lines.append(["loopback round trips, 2 processes, 8 conns", _fmt(rt["per_s"]), "/s",
+                      f"64 B request/response, {rt['latency_us']} us each{_tries(rt)}"])
     return render_table(["ceiling", "result", "unit", "how"], lines, right={1})
+
+
+def _tries(result: dict[str, Any]) -> str:
+    tries = result.get("tries")
+    return f"; best of {', '.join(_fmt(float(t)) for t in tries)}" if tries and len(tries) > 1 else ""
 
 
 def rss_table(results: dict[str, Any]) -> str:

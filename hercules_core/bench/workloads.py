@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import crc32c
 
 from hercules_core.bench.datagen import json_lines, random_bytes
 from hercules_core.bench.http import Gateway
@@ -36,6 +37,7 @@ class BenchContext:
     root: str = "/bench"  # every path this run makes lives under here
     profiler: Any = None
     store_cluster: Callable[[str], Awaitable[Any]] | None = None  # store name -> running LocalCluster (local only)
+    results: dict[str, Any] = attrs.field(factory=dict)  # filled as results come in: a failure keeps the rest
 
     def phase_deadline(self) -> float:
         return min(self.deadline, time.monotonic() + self.options.phase_limit)
@@ -114,7 +116,8 @@ def payloads(count: int, size: int, seed: int) -> list[bytes]:
 async def large_files(ctx: BenchContext) -> dict[str, Any]:
     o = ctx.options
     data = random_bytes(o.large_size, o.seed)
-    results: dict[str, Any] = {}
+    crc = crc32c.crc32c(data)
+    results = ctx.results
     gateway_pid = ctx.pids.get("gateway")
     gw = Gateway(ctx.gateway_url, connections=2, timeout=max(60.0, o.phase_limit + GRACE))
     client = await ctx.client()
@@ -150,9 +153,9 @@ async def large_files(ctx: BenchContext) -> dict[str, Any]:
                 with ctx.measure(f"{name}_read") as cpu:
                     t0 = time.perf_counter()
                     if via == "gateway":
-                        got = await bounded(gw.get_verify(path, data), deadline, name)
+                        got = await bounded(gw.get_verify(path, len(data), crc), deadline, name)
                     else:
-                        got = await bounded(_client_read_verify(client, path, data), deadline, name)
+                        got = await bounded(_client_read_verify(client, path, len(data), crc), deadline, name)
                     seconds = time.perf_counter() - t0
                 entry["read"] = {"seconds": round(seconds, 3), "MBps": mbps(got, seconds)}
                 entry["cpu"]["read"] = cpu.result
@@ -168,16 +171,22 @@ async def large_files(ctx: BenchContext) -> dict[str, Any]:
     return results
 
 
-async def _client_read_verify(client: Client, path: str, expected: bytes) -> int:
-    pos = 0
+async def _client_read_verify(client: Client, path: str, size: int, crc: int) -> int:
+    """Stream a file through the client library; its length and CRC32C must match what was written."""
+    got, value = 0, 0
     async for piece in client.download(path):
-        end = pos + len(piece)
-        if end > len(expected) or piece != expected[pos:end]:
-            raise VerificationError(f"read {path}: bytes {pos}..{end} differ from what was written")
-        pos = end
-    if pos != len(expected):
-        raise VerificationError(f"read {path}: got {pos} bytes, wrote {len(expected)}")
-    return pos
+        value = crc32c.crc32c(piece, value)
+        got += len(piece)
+    if got != size or value != crc:
+        raise VerificationError(f"read {path}: got {got} bytes with CRC32C {value:08x}; "
+                                f"wrote {size} bytes with CRC32C {crc:08x}")
+    return got
+
+
+def check_content(what: str, got: bytes, size: int, crc: int) -> None:
+    if len(got) != size or crc32c.crc32c(got) != crc:
+        raise VerificationError(f"{what}: content differs from what was written "
+                                f"({len(got)} bytes read, {size} written)")
 
 
 # -- (b), (c) many files ----------------------------------------------------------------------
@@ -186,7 +195,8 @@ async def _client_read_verify(client: Client, path: str, expected: bytes) -> int
 async def many_files(ctx: BenchContext, label: str, count: int, size: int, concurrency: int) -> dict[str, Any]:
     """``count`` files of ``size`` bytes written then read by ``concurrency`` clients, both ways."""
     files = payloads(count, size, ctx.options.seed + size)
-    results: dict[str, Any] = {}
+    crcs = [crc32c.crc32c(f) for f in files]
+    results = ctx.results
     timeout = max(60.0, ctx.options.phase_limit + GRACE)
 
     # through the gateway: one PUT (create + write + publish) and one GET per file
@@ -197,9 +207,7 @@ async def many_files(ctx: BenchContext, label: str, count: int, size: int, concu
             await gw.put(f"{base}/{i:06d}", files[i])
 
         async def get(w: int, i: int) -> None:
-            got = await gw.get(f"{base}/{i:06d}")
-            if got != files[i]:
-                raise VerificationError(f"GET {base}/{i:06d}: content differs from what was written")
+            check_content(f"GET {base}/{i:06d}", await gw.get(f"{base}/{i:06d}"), size, crcs[i])
 
         results[f"{label}_gateway"] = await _write_read(ctx, f"{label}_gateway", "gateway", files, count,
                                                         concurrency, put, get)
@@ -218,9 +226,7 @@ async def many_files(ctx: BenchContext, label: str, count: int, size: int, concu
             await clients[w].write(path, 0, files[i])
 
         async def read(w: int, i: int) -> None:
-            got = await clients[w].read(f"{base}/{i:06d}")
-            if got != files[i]:
-                raise VerificationError(f"read {base}/{i:06d}: content differs from what was written")
+            check_content(f"read {base}/{i:06d}", await clients[w].read(f"{base}/{i:06d}"), size, crcs[i])
 
         results[f"{label}_client"] = await _write_read(ctx, f"{label}_client", "client", files, count,
                                                        concurrency, create_write, read)
@@ -334,8 +340,9 @@ async def metadata(ctx: BenchContext) -> dict[str, Any]:
         missing = [j for j in renamed if f"{base}/f{created[j][0]}/r{created[j][1]:06d}" not in names]
         if missing:
             raise VerificationError(f"metadata: {len(missing)} renamed files are not listed under their new name")
-        entry["complete"] = all(entry[op]["ops"] >= (n if op in ("mkdir", "create") else 1)
-                                for op in ("mkdir", "create", "stat", "list", "rename"))
+        wanted = {"mkdir": n, "create": n, "stat": len(created), "list": min(n, len(created)),
+                  "rename": len(created)}
+        entry["complete"] = all(entry[op]["ops"] == count for op, count in wanted.items())
         entry["verified"] = True
     finally:
         await close_all(clients)
@@ -409,7 +416,8 @@ async def stores(ctx: BenchContext) -> dict[str, Any]:
         return {"stores": {"skipped": "needs local clusters (not with --gateway/--master)"}}
     o = ctx.options
     kinds = {"json": json_lines(o.store_size, o.seed + 11), "random": random_bytes(o.store_size, o.seed + 13)}
-    results: dict[str, Any] = {}
+    crcs = {kind: crc32c.crc32c(data) for kind, data in kinds.items()}
+    results = ctx.results
     for store in ("fs", "zstd"):
         cluster = await ctx.store_cluster(store)
         try:
@@ -425,7 +433,8 @@ async def stores(ctx: BenchContext) -> dict[str, Any]:
                         wsec = time.perf_counter() - t0
                     with ctx.measure(f"{name}_read", pids) as rcpu:
                         t0 = time.perf_counter()
-                        got = await bounded(_client_read_verify(client, path, data), ctx.phase_deadline(), name)
+                        got = await bounded(_client_read_verify(client, path, len(data), crcs[kind]),
+                                            ctx.phase_deadline(), name)
                         rsec = time.perf_counter() - t0
                     handles = [(await client.chunk_handle(path, i)).handle for i in range(info.chunk_count)]
                     on_disk, sidecars = disk_bytes([cluster.chunk_dir(i) for i in range(cluster.chunkservers)],

@@ -6,7 +6,8 @@ from hercules_core.errors import InvalidArgument
 
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
-RESERVED = "/.hercules"  # uploads in flight live here until published by rename
+RESERVED = "/.hercules"  # hidden from listings of /
+UPLOADS = f"{RESERVED}/uploads"  # uploads in flight live here until published by rename
 
 
 def normalize(path: object, *, what: str = "path") -> str:

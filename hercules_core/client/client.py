@@ -30,7 +30,7 @@ from hercules_core.errors import (
     Unavailable,
 )
 from hercules_core.framing import FrameLimits
-from hercules_core.paths import RESERVED, normalize, parent_and_name
+from hercules_core.paths import UPLOADS, normalize, parent_and_name
 from hercules_core.plugins.manager import PluginManager, make_plugin_manager
 from hercules_core.plugins.types import Buffer, TransportSpec
 from hercules_core.rpc import ConnectionPool
@@ -48,15 +48,17 @@ UploadSource = bytes | bytearray | memoryview | AsyncIterable[Buffer] | Iterable
 
 class Client:
     def __init__(self, master: str, transport: TransportSpec, limits: FrameLimits | None = None,
-                 window: int = 4, master_retry_for: float = 30.0) -> None:
+                 window: int = 4, read_ahead: int = 8, master_retry_for: float = 30.0) -> None:
         self.master = master
         self.master_retry_for = master_retry_for
+        self.read_ahead = read_ahead
         self.pool = ConnectionPool(transport, limits or FrameLimits())
         self.window = window
         self.chunk_size = 0
         self._write_locs: dict[tuple[int, int], m.ChunkLocation] = {}
         self._read_locs: dict[tuple[int, int], tuple[m.ChunkLocation, float]] = {}
         self._append_at: dict[int, int] = {}
+        self._dirs: set[str] = set()  # directories this client made or saw (upload fast path)
         self._avoid: dict[str, float] = {}  # replica address -> monotonic time until which it is tried last
 
     async def start(self) -> "Client":
@@ -319,7 +321,7 @@ class Client:
         return b"".join([piece async for piece in self.download(path, offset, length)])
 
     async def download(self, path: str, offset: int = 0, length: int = -1) -> AsyncIterator[bytes]:
-        """Stream a file's bytes in order, fetching up to ``window`` pieces ahead."""
+        """Stream a file's bytes in order, fetching up to ``read_ahead`` pieces ahead."""
         if offset < 0:
             raise InvalidArgument("offset must not be negative")
         info = await self._file(path)
@@ -328,7 +330,7 @@ class Client:
         pieces = iter(self._pieces(offset, max(0, end - offset)))
         try:
             while True:
-                while len(ahead) < self.window:
+                while len(ahead) < self.read_ahead:
                     nxt = next(pieces, None)
                     if nxt is None:
                         break
@@ -352,15 +354,25 @@ class Client:
         if existing is not None and (existing.is_dir or not overwrite):
             raise (IsADirectory if existing.is_dir else _exists)(f"{path}: already exists")
         parent, _ = parent_and_name(path)
-        await self.mkdir(parent)
-        await self.mkdir(f"{RESERVED}/uploads")
-        temp = f"{RESERVED}/uploads/{uuid.uuid4().hex}"
-        info = await self.create(temp, replication)
+        await self._ensure_dir(parent)
+        await self._ensure_dir(UPLOADS)
+        temp = f"{UPLOADS}/{uuid.uuid4().hex}"
+        try:
+            info = await self.create(temp, replication)
+        except NotFound:  # the uploads directory was removed since we made it
+            self._dirs.discard(UPLOADS)
+            await self._ensure_dir(UPLOADS)
+            info = await self.create(temp, replication)
         try:
             size = await self._upload_into(info.file_id, source)
             if size:
                 await self._master(m.ExtendSize(info.file_id, size))
-            await self.rename(temp, path, overwrite=overwrite)
+            try:
+                await self.rename(temp, path, overwrite=overwrite)
+            except NotFound:  # the parent was removed while we uploaded: make it again
+                self._dirs.discard(parent)
+                await self._ensure_dir(parent)
+                await self.rename(temp, path, overwrite=overwrite)
         except BaseException:
             try:
                 await asyncio.shield(self.delete(temp))
@@ -368,6 +380,14 @@ class Client:
                 pass
             raise
         return await self.stat(path)
+
+    async def _ensure_dir(self, path: str) -> None:
+        """mkdir -p, remembered: repeated uploads into one directory cost no extra round trips."""
+        if path not in self._dirs:
+            await self.mkdir(path)
+            if len(self._dirs) > 10_000:
+                self._dirs.clear()
+            self._dirs.add(path)
 
     async def write_stream(self, path: str, offset: int, source: UploadSource) -> int:
         """Write a stream of any length at ``offset`` of an existing file; returns bytes written."""

@@ -15,11 +15,10 @@ from hercules_core import messages as m
 from hercules_core.errors import HerculesError, NotFound
 from hercules_core.master.cluster import Chunkserver
 from hercules_core.master.service import MasterService
-from hercules_core.paths import RESERVED
+from hercules_core.paths import UPLOADS
 
 log = logging.getLogger(__name__)
 TICK = 0.25
-UPLOADS = f"{RESERVED}/uploads"
 MOVES_PER_ROUND = 8
 
 

@@ -17,6 +17,7 @@ from hercules_core.plugins.types import ConnectionHandler, TransportSpec
 
 STREAM_LIMIT = 8 << 20  # reader buffer high-water mark: large frames arrive without stalls
 WRITE_PIECE = 4 << 20  # big buffers go to the socket in pieces, not one huge copy
+SMALL_FRAME = 64 << 10  # up to this much data is joined with the header into one write
 
 
 class TcpConnection:
@@ -43,12 +44,14 @@ class TcpConnection:
 
     async def write_frame(self, frame: Frame) -> None:
         # Everything is queued before the first await, so concurrent callers never interleave frames.
-        write = self._writer.write
-        write(frame.header())
-        write(frame.meta)
+        # Small frames go out as one buffer (one send); bulk data follows in pieces, never copied whole.
         view = memoryview(frame.data)
-        for start in range(0, len(view), WRITE_PIECE):
-            write(view[start:start + WRITE_PIECE])
+        if len(view) <= SMALL_FRAME:
+            self._writer.write(b"".join((frame.header(), frame.meta, view)))
+        else:
+            self._writer.write(frame.header() + frame.meta)
+            for start in range(0, len(view), WRITE_PIECE):
+                self._writer.write(view[start:start + WRITE_PIECE])
         await self._writer.drain()
 
     def close(self) -> None:

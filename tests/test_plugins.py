@@ -38,6 +38,18 @@ def test_every_hook_is_documented_and_typed() -> None:
         assert inspect.signature(fn).return_annotation != inspect.Signature.empty, name
 
 
+def test_every_hook_is_exercised_by_a_test() -> None:
+    """Each area has a test that selects an implementation by name through the manager."""
+    from pathlib import Path
+
+    tests = "".join(p.read_text() for p in Path(__file__).parent.rglob("test_*.py"))
+    facade = {"transport": "transport", "chunk_store": "chunk_store", "placement": "placement",
+              "routes": "route_set", "metadata_store": "metadata_store"}
+    assert set(facade) == set(AREAS)
+    for area, method in facade.items():
+        assert f".{method}(" in tests, f"no test selects a {area} by name"
+
+
 def test_builtin_and_first_party_plugins_are_found_through_entry_points() -> None:
     pm = make_plugin_manager(strict=True)
     assert pm.names("transport") == ["tcp"]
@@ -131,3 +143,39 @@ def test_plugins_command_json() -> None:
     text = subprocess.run([sys.executable, "-m", "hercules_core", "plugins"], check=True,
                           capture_output=True, text=True).stdout
     assert "store_zstd  [active]  hercules-store-zstd 0.1.0" in text
+
+
+HELLO_ROUTES = """
+from aiohttp import web
+from hercules_core.plugins import hookimpl
+from hercules_core.plugins.types import RouteSetSpec
+
+def register(app, ctx):
+    async def hello(request):
+        return web.json_response({"hello": ctx.config["who"]})
+
+    app.router.add_get("/hello", hello)
+
+@hookimpl
+def hercules_gateway_routes():
+    yield RouteSetSpec(name="hello", register=register)
+"""
+
+
+async def test_third_party_route_set_is_mounted_beside_rest_v1(fake_dist, no_leftover_modules) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hercules_core.gateway.app import build_app
+    from hercules_core.plugins.types import GatewayContext
+
+    fake_dist("thirdparty-hello", "hello_routes", "thirdparty_hello", HELLO_ROUTES)
+    pm = make_plugin_manager(strict=True)
+    assert pm.route_set("hello").name == "hello"
+    app = build_app(GatewayContext(client=None, config={"who": "world"}), pm, ["rest-v1", "hello"])
+    async with TestClient(TestServer(app)) as http:
+        resp = await http.get("/hello")
+        assert resp.status == 200 and await resp.json() == {"hello": "world"}
+        resp = await http.get("/api/v1/nope")
+        assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    with pytest.raises(PluginError, match="unknown routes 'graphql'; installed: hello, rest-v1"):
+        build_app(GatewayContext(client=None, config={}), pm, ["graphql"])

@@ -143,6 +143,61 @@ _META_HEAD = struct.Struct("<QQQI")  # version, length, data-file generation, bl
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
+_RECORD = struct.Struct("<I")  # a sidecar is a log of length-prefixed sealed records
+SIDECAR_LOG_LIMIT = 64 << 10  # past this a sidecar is rewritten to its newest record
+
+
+def commit_sidecar(path: Path, sealed: bytes, tag: str) -> None:
+    """Make a new sidecar record durable with one fdatasync: appended to the sidecar's log while
+    it is small, else the file is replaced (atomically) by just this record.
+
+    A crash mid-append leaves a torn last record, which ``newest_record`` skips: the chunk then
+    reads with its previous metadata, and any block written since fails its CRC (never passes).
+    """
+    record = _RECORD.pack(len(sealed)) + sealed
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        size = -1
+    if size < 0 or size + len(record) > max(SIDECAR_LOG_LIMIT, 4 * len(record)):
+        write_atomic(path, record, tag)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        view = memoryview(record)
+        while view:
+            view = view[os.write(fd, view):]
+        datasync(fd)
+    finally:
+        os.close(fd)
+
+
+def newest_record(magic: bytes, raw: bytes, what: str) -> tuple[bytes, bool]:
+    """The body of a sidecar's last intact record, and whether the log ended cleanly.
+
+    Only a torn *tail* is forgiven; the next commit must then rewrite the file, since an
+    append after a torn record could not be found again.
+    """
+    pos, body = 0, None
+    while pos < len(raw):
+        if pos + _RECORD.size > len(raw):
+            break  # torn length prefix at the tail
+        (size,) = _RECORD.unpack_from(raw, pos)
+        end = pos + _RECORD.size + size
+        if end > len(raw):
+            break  # torn record at the tail
+        try:
+            body = unseal(magic, raw[pos + _RECORD.size:end], what)
+        except ChecksumMismatch:
+            if end == len(raw) and body is not None:
+                break  # the last append was cut short by a crash
+            raise
+        pos = end
+    if body is None:
+        raise ChecksumMismatch(f"{what}: metadata sidecar is truncated")
+    return body, pos == len(raw)
+
+
 def seal(magic: bytes, body: bytes) -> bytes:
     """Frame a sidecar body with the store's magic and its own CRC32C (bit rot in metadata shows)."""
     return _SEAL.pack(magic, crc(body)) + body
@@ -327,6 +382,7 @@ class BlockFileStore(abc.ABC, Generic[M]):
         self._session = secrets.token_hex(4)
         self._locks = HandleLocks()
         self._used = UsedBytes()
+        self._rewrite: set[int] = set()  # sidecars whose log ended in a torn record
         self._closed = False
         self._active = 0
         self._idle = asyncio.Event()
@@ -411,13 +467,21 @@ class BlockFileStore(abc.ABC, Generic[M]):
             raw = self._meta_path(handle).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"chunk {handle} is not in this store") from None
-        meta: M = self.META.decode(unseal(self.MAGIC, raw, what), what)  # type: ignore[assignment]
+        body, clean = newest_record(self.MAGIC, raw, what)
+        if not clean:
+            self._rewrite.add(handle)
+        meta: M = self.META.decode(body, what)  # type: ignore[assignment]
         if len(meta.crcs) != self._blocks_for(meta.length):
             raise ChecksumMismatch(f"{what}: sidecar lists {len(meta.crcs)} blocks for {meta.length} bytes")
         return meta
 
     def _save(self, handle: int, meta: M) -> None:
-        write_atomic(self._meta_path(handle), seal(self.MAGIC, meta.encode()), self._session)
+        sealed = seal(self.MAGIC, meta.encode())
+        if handle in self._rewrite:  # after a torn tail: start a fresh log
+            self._rewrite.discard(handle)
+            write_atomic(self._meta_path(handle), _RECORD.pack(len(sealed)) + sealed, self._session)
+        else:
+            commit_sidecar(self._meta_path(handle), sealed, self._session)
 
     # -- synchronous operations (each runs whole on one executor thread) -------------
 
@@ -710,5 +774,7 @@ __all__ = [
     "seal",
     "unlink_quiet",
     "unseal",
+    "commit_sidecar",
+    "newest_record",
     "write_atomic",
 ]

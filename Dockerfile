@@ -39,11 +39,14 @@ RUN set -eu; \
     if ls wheelhouse/*.whl >/dev/null 2>&1; then \
         echo "installing offline from wheelhouse/"; \
         export PIP_NO_INDEX=1 PIP_FIND_LINKS=/src/wheelhouse; \
+        echo wheelhouse >/opt/hercules/INSTALLED_FROM; \
     else \
         echo "no wheelhouse/: installing from the package index"; \
+        echo index >/opt/hercules/INSTALLED_FROM; \
     fi; \
     /opt/hercules/bin/pip install \
         . ./plugins/transport_tcp ./plugins/store_fs ./plugins/store_zstd ${EXTRA_PIP}; \
+    /opt/hercules/bin/pip uninstall -q -y setuptools; \
     /opt/hercules/bin/hercules plugins; \
     install -m 0755 docker/entrypoint.py /opt/hercules/bin/docker-entrypoint; \
     sed -i '1s|.*|#!/opt/hercules/bin/python3|' /opt/hercules/bin/docker-entrypoint
@@ -57,11 +60,11 @@ LABEL org.opencontainers.image.title="Hercules" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 RUN set -eu; \
-    groupadd --system --gid 10001 hercules; \
-    useradd --system --uid 10001 --gid hercules --home-dir /data --no-create-home \
+    groupadd --gid 10001 hercules; \
+    useradd --uid 10001 --gid hercules --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin hercules; \
-    mkdir -p /data/master /data/chunks /data/gateway /var/log/hercules /backups; \
-    chown -R hercules:hercules /data /var/log/hercules /backups
+    mkdir -p /data/master /data/chunks /data/gateway /var/log/hercules; \
+    chown -R hercules:hercules /data /var/log/hercules
 
 COPY --from=build /opt/hercules /opt/hercules
 

@@ -27,9 +27,9 @@ fi
 
 if [[ -z "$MIRROR" ]]; then
     # The first Debian mirror apt is configured with (deb822 or one-line format).
-    MIRROR=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -n1 || true)
+    MIRROR=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | awk 'NR == 1' || true)
     [[ -n "$MIRROR" ]] || MIRROR=$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-        | awk '{print $2}' | grep -v security | head -n1 || true)
+        | awk '{print $2}' | grep -v security | awk 'NR == 1' || true)
     MIRROR=${MIRROR:-http://deb.debian.org/debian}
 fi
 
@@ -58,7 +58,6 @@ rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin \
        "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* \
        "$root"/usr/share/info/* "$root"/var/log/* "$root"/tmp/* "$root"/root/.cache 2>/dev/null || true
 find "$root"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} + 2>/dev/null || true
-find "$root"/usr/lib/python3* -name '__pycache__' -type d -prune -exec rm -rf {} + 2>/dev/null || true
 # The mirror for `apt-get` inside containers built from it (the same one as here).
 printf 'deb %s %s main\n' "$MIRROR" "$SUITE" >"$root/etc/apt/sources.list"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Container entry point for every Hercules role (installed as ``docker-entrypoint``).
 
-    docker-entrypoint [serve]          run the role named by SERVER_TYPE (the default command)
+    docker-entrypoint [serve] [FLAGS]  run the role named by SERVER_TYPE (the default command)
     docker-entrypoint health           the HEALTHCHECK: ask the role itself (``hercules health``)
     docker-entrypoint ping ADDR...     native Ping to other servers, e.g. master:9090
     docker-entrypoint ping --chunkservers   Ping every chunkserver the master knows
@@ -134,7 +134,7 @@ def ping(targets: list[str]) -> int:
                 addresses.remove("--chunkservers")
                 reply, _ = await pool.call(config.master_addr, m.ClusterStatus(), timeout=5.0)
                 addresses += [s.address for s in reply.chunkservers if s.state == "alive"]
-            for address in addresses:
+            for address in dict.fromkeys(addresses):  # each once, in order
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 try:
@@ -153,7 +153,9 @@ def ping(targets: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    command = argv[0] if argv else "serve"
+    if not argv or argv[0].startswith("-"):  # `docker run IMAGE --log-level debug` means serve
+        argv = ["serve", *argv]
+    command = argv[0]
     if command == "serve":
         derive_environment(claim_slot=True)
         setup_logging()

@@ -1,23 +1,55 @@
 """Metadata store ``sqlite``: the master's namespace in an embedded SQLite database (WAL).
 
 The namespace is an inode table keyed by (parent, name), so renaming a directory is
-one row update and lookups never need the whole tree in memory. All SQL runs on one
-dedicated thread, off the event loop.
+one row update and lookups never need the whole tree in memory.
+
+Durability and group commit
+    All SQL runs on one dedicated thread, off the event loop. The event loop only puts
+    an operation on a queue and awaits a future. The thread takes the first queued
+    operation and drains whatever else is waiting (up to ``batch_max``); the mutations
+    among them run in ONE transaction, each inside its own SAVEPOINT (an operation that
+    raises rolls back only its savepoint, and only its caller sees the exception), then
+    one COMMIT — with ``synchronous=FULL`` in WAL mode that is one fsync of the WAL for
+    the whole batch. Only after that COMMIT is any caller's future resolved, so a
+    returned mutation survives a crash or power loss. Reads in the same batch run after
+    the COMMIT: they never see state that might still be rolled back.
+
+Idempotent retries
+    ``create``, ``rename``, ``delete``, ``undelete`` and ``snapshot`` take a keyword
+    ``request_id``. A non-empty id is recorded with the encoded result in the
+    ``requests`` table in the same transaction as the mutation; a later call with the
+    same id returns the recorded result without applying anything again. Failed
+    operations record nothing. Ids are forgotten after ``REQUEST_TTL`` seconds.
+
+Start-up integrity
+    ``open`` refuses a database SQLite cannot read, that fails ``PRAGMA quick_check``,
+    or that is not a Hercules database, with a ``HerculesError`` naming the file; and it
+    refuses to start an empty namespace where there are signs of an earlier database
+    (a ``-wal``/``-shm``/``-journal`` file, or the marker written into ``metadata.lock``
+    when the database was first created). ``metadata.lock`` is also flock()ed while the
+    store is open, so two masters (or a restore) never share one ROOT_DIR.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import logging
+import os
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hercules_core import codec
 from hercules_core.errors import (
     AlreadyExists,
+    ConfigError,
+    HerculesError,
     InvalidArgument,
     IsADirectory,
     NotADirectory,
@@ -30,8 +62,18 @@ from hercules_core.paths import parent_and_name, split
 from hercules_core.plugins import hookimpl
 from hercules_core.plugins.types import MetadataContext, MetadataStoreSpec
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 ROOT_ID = 1
+DB_NAME = "metadata.sqlite3"
+LOCK_NAME = "metadata.lock"
+SIDE_FILES = ("-wal", "-shm", "-journal")
+SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the requests table
+BATCH_MAX = 256  # mutations sharing one commit
+REQUEST_TTL = 3600.0  # seconds a request id is remembered
+PRUNE_EVERY = 60.0
+MAX_REQUEST_ID = 256
+SQLITE_MAGIC = b"SQLite format 3\x00"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inodes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,6 +105,13 @@ CREATE TABLE IF NOT EXISTS file_chunks (
     PRIMARY KEY (file_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS file_chunks_by_handle ON file_chunks (handle);
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    op TEXT NOT NULL,
+    result BLOB,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS requests_by_time ON requests (at);
 """
 TRASH_DIR = "/.hercules/trash"
 _COLS = "i.id, i.parent, i.name, i.is_dir, i.size, i.replication, i.ctime, i.mtime"
@@ -73,61 +122,385 @@ def _info(row: tuple, path: str, chunk_count: int) -> FileInfo:
                     chunk_count=chunk_count, ctime=row[6], mtime=row[7])
 
 
+def corrupt_error(path: Path, detail: object) -> HerculesError:
+    return HerculesError(f"metadata database {path} is corrupt: {detail}; refusing to start. Restore a backup "
+                         f"with `hercules restore BACKUP --force` (or move the file away to investigate)")
+
+
+def check_database_file(path: Path) -> None:
+    """Cheap checks before SQLite opens ``path``: the header, the page size, the length.
+
+    SQLite itself treats a zero-length file as a new empty database and reports other
+    damage only when a page is read; these checks turn both into a clear error early.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        return  # the caller decides: a fresh file from a crash during creation, or a wiped one
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        raise corrupt_error(path, "the file does not start with an SQLite header")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise corrupt_error(path, f"the header names an impossible page size {page_size}")
+    if size % page_size:
+        raise corrupt_error(path, f"its length {size} is not a whole number of {page_size}-byte pages (torn?)")
+
+
+class _Op:
+    """One queued call: ``fn(db)`` on the db thread; its outcome goes to ``future`` on ``loop``."""
+
+    __slots__ = ("fn", "write", "future", "loop", "result", "error")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], write: bool,
+                 future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.write = write
+        self.future = future
+        self.loop = loop
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _Stop:
+    """Queued by ``close``: finish what was queued before, close the database, then answer."""
+
+    def __init__(self, done: _Op) -> None:
+        self.done = done
+
+
+def _resolve(ops: list[_Op]) -> None:
+    """On the event loop: hand each caller its outcome (a cancelled caller is skipped)."""
+    for op in ops:
+        if op.future.done():
+            continue
+        if op.error is not None:
+            op.future.set_exception(op.error)
+        else:
+            op.future.set_result(op.result)
+
+
+def _deliver(ops: list[_Op]) -> None:
+    """From the db thread: one wake-up per event loop for a whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
+    for op in ops:
+        by_loop.setdefault(op.loop, []).append(op)
+    for loop, group in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, group)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _encode_result(result: Any) -> bytes | None:
+    return codec.encode(result) if isinstance(result, FileInfo) else None
+
+
+def _replay(blob: bytes | None) -> Any:
+    # FreedChunks were handed to the first caller already: a replay frees nothing again.
+    return FreedChunks([]) if blob is None else codec.decode(blob)
+
+
 class SqliteMetadataStore:
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="hercules-sqlite")
+    def __init__(self, path: Path, *, cache_mib: int = 32, batch_max: int = BATCH_MAX,
+                 check: str = "quick") -> None:
+        self._path = Path(path)
+        self._cache_mib = cache_mib
+        self._batch_max = max(1, batch_max)
+        self._check = check  # "quick" (PRAGMA quick_check), "full" (integrity_check) or "none"
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._last_prune = 0.0
+        self._closing = False
+        self.counters = {"batches": 0, "mutations": 0, "reads": 0, "largest_batch": 0, "failed_batches": 0}
 
-    # -- plumbing ---------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    # -- the db thread ----------------------------------------------------------------------
+
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        if self._closing or self._thread is None or not self._thread.is_alive():
+            raise HerculesError(f"metadata store {self._path} is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, write, future, loop))  # SimpleQueue.put never blocks
+        return await future
+
+    async def _mutate(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._submit(fn, True)
+
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._submit(fn, False)
+
+    def _serve(self, opened: _Op) -> None:
+        try:
+            self._open()
+        except BaseException as exc:  # noqa: BLE001 - handed to open()'s caller
+            opened.error = exc
+            self._release_lock()
+            _deliver([opened])
+            return
+        _deliver([opened])
+        stopping: _Op | None = None
+        while stopping is None:
+            item = self._queue.get()
+            ops: list[_Op] = []
+            while True:
+                if isinstance(item, _Stop):
+                    stopping = item.done  # everything queued before it is in ``ops``
+                    break
+                ops.append(item)
+                if len(ops) >= self._batch_max:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            try:
+                self._run_batch(ops)
+            except BaseException as exc:  # noqa: BLE001 - a bug here must not leave callers hanging
+                log.exception("metadata store thread failed")
+                for op in ops:
+                    if op.error is None and op.result is None:
+                        op.error = HerculesError(f"metadata store failure: {exc}")
+                _deliver(ops)
+        self._shutdown(stopping)
+
+    def _run_batch(self, ops: list[_Op]) -> None:
+        writes = [op for op in ops if op.write]
+        reads = [op for op in ops if not op.write]
+        if writes:
+            self._commit(writes)
+            _deliver(writes)
+        if reads:
+            for op in reads:
+                try:
+                    op.result = op.fn(self._db)  # type: ignore[arg-type]
+                except Exception as exc:  # noqa: BLE001 - the caller's error
+                    op.error = exc
+            self.counters["reads"] += len(reads)
+            _deliver(reads)
+
+    def _commit(self, writes: list[_Op]) -> None:
+        """Run ``writes`` in one transaction, a SAVEPOINT each, and commit them once."""
+        db = self._db
+        assert db is not None
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for op in writes:
+                db.execute("SAVEPOINT op")
+                try:
+                    op.result = op.fn(db)
+                except Exception as exc:  # noqa: BLE001 - the caller's error; others go on
+                    if not db.in_transaction:
+                        raise  # SQLite rolled the whole transaction back (I/O error, full disk)
+                    op.error = exc
+                    db.execute("ROLLBACK TO op")
+                db.execute("RELEASE op")
+            now = time.time()
+            if now - self._last_prune >= PRUNE_EVERY:
+                db.execute("DELETE FROM requests WHERE at < ?", (now - REQUEST_TTL,))
+                self._last_prune = now
+            db.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 - nothing of this batch is durable: all fail
+            log.error("metadata commit of %d operations failed: %s", len(writes), exc)
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            for op in writes:
+                op.result = None
+                op.error = HerculesError(f"metadata commit failed: {exc}")
+            self.counters["failed_batches"] += 1
+            return
+        self.counters["batches"] += 1
+        self.counters["mutations"] += len(writes)
+        self.counters["largest_batch"] = max(self.counters["largest_batch"], len(writes))
+
+    def _shutdown(self, done: _Op) -> None:
+        try:
+            if self._db is not None:
+                try:
+                    self._db.execute("PRAGMA optimize")
+                except sqlite3.Error:
+                    pass
+                self._db.close()
+                self._db = None
+        except BaseException as exc:  # noqa: BLE001 - reported to close()'s caller
+            done.error = exc
+        finally:
+            self._release_lock()
+            late: list[_Op] = []
+            while True:  # queued after close(): refused, never left hanging
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Op):
+                    item.error = HerculesError(f"metadata store {self._path} is closed")
+                    late.append(item)
+            _deliver(late + [done])
+
+    # -- opening: locking and integrity ---------------------------------------------------------
+
+    def _acquire_lock(self) -> str:
+        """flock ``metadata.lock`` (one master per ROOT_DIR); return the marker it holds."""
+        lock_path = self._path.with_name(LOCK_NAME)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"{lock_path} is locked: another master (or a restore) is using "
+                              f"{self._path.parent}") from None
+        self._lock_fd = fd
+        return os.pread(fd, 4096, 0).decode(errors="replace")
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+
+    def _write_marker(self) -> None:
+        assert self._lock_fd is not None
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        text = f"hercules metadata database {self._path.name} in use since {stamp}\n"
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, text.encode(), 0)
+        os.fsync(self._lock_fd)
+        _fsync_dir(self._path.parent)
+
+    def _refuse_fresh_start(self, marker: str) -> None:
+        """No usable database: refuse if anything says there was one."""
+        signs = [p.name for p in (Path(str(self._path) + s) for s in SIDE_FILES) if p.exists()]
+        if marker.strip():
+            signs.append(f"{LOCK_NAME} records a database ({marker.strip()})")
+        if signs:
+            raise ConfigError(
+                f"metadata database {self._path} is missing or empty but {self._path.parent} shows an earlier one "
+                f"({'; '.join(signs)}); refusing to start with an empty namespace. Restore a backup with "
+                f"`hercules restore BACKUP --force`; to really start afresh, delete {self._path.name}, its "
+                f"{'/'.join(SIDE_FILES)} files and {LOCK_NAME}")
 
     def _open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=OFF")
-        quick = db.execute("PRAGMA quick_check").fetchone()[0]
-        if quick != "ok":
-            raise RuntimeError(f"metadata database {self._path} is corrupt: {quick}")
-        db.executescript(SCHEMA)
-        db.execute("DELETE FROM chunks WHERE refs <= 0")  # clones a crash left unreferenced
-        now = time.time()
-        db.execute("INSERT OR IGNORE INTO inodes (id, parent, name, is_dir, ctime, mtime) "
-                   "VALUES (?, 0, '', 1, ?, ?)", (ROOT_ID, now, now))
+        marker = self._acquire_lock()
+        fresh = not self._path.exists() or self._path.stat().st_size == 0
+        if fresh:
+            self._refuse_fresh_start(marker)
+            log.info("creating a new, empty metadata database at %s", self._path)
+        else:
+            check_database_file(self._path)
+        try:
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise HerculesError(f"cannot open metadata database {self._path}: {exc}") from None
+        try:
+            self._prepare(db, fresh)
+        except sqlite3.OperationalError as exc:  # locked, unreadable, I/O error: not damage as such
+            db.close()
+            raise HerculesError(f"cannot open metadata database {self._path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
+            db.close()
+            raise corrupt_error(self._path, exc) from None
+        except BaseException:
+            db.close()
+            raise
         self._db = db
+        if not marker.strip():
+            self._write_marker()
+
+    def _prepare(self, db: sqlite3.Connection, fresh: bool) -> None:
+        db.execute("PRAGMA busy_timeout=10000")  # e.g. an online backup's reader starting up
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            log.warning("%s: WAL is not available here (journal_mode=%s); commits are slower", self._path, mode)
+        db.execute("PRAGMA synchronous=FULL")  # an acknowledged commit survives power loss
+        db.execute("PRAGMA foreign_keys=OFF")
+        db.execute(f"PRAGMA cache_size=-{int(self._cache_mib) * 1024}")
+        db.execute("PRAGMA temp_store=MEMORY")
+        db.execute("PRAGMA journal_size_limit=67108864")
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not fresh and not tables:
+            raise corrupt_error(self._path, "it holds no tables")
+        if tables and "inodes" not in tables:
+            raise HerculesError(f"{self._path} is an SQLite database but not Hercules metadata "
+                                f"(tables: {', '.join(sorted(tables))}); refusing to start")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise HerculesError(f"metadata database {self._path} has schema version {version}, newer than this "
+                                f"Hercules understands ({SCHEMA_VERSION}); run a newer Hercules")
+        if tables and self._check != "none":
+            pragma = "integrity_check" if self._check == "full" else "quick_check"
+            problems = [r[0] for r in db.execute(f"PRAGMA {pragma}(20)")]
+            if problems != ["ok"]:
+                raise corrupt_error(self._path, "; ".join(problems))
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("DELETE FROM chunks WHERE refs <= 0")  # clones a crash left unreferenced
+            now = time.time()
+            db.execute("INSERT OR IGNORE INTO inodes (id, parent, name, is_dir, ctime, mtime) "
+                       "VALUES (?, 0, '', 1, ?, ?)", (ROOT_ID, now, now))
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     async def open(self) -> None:
-        await self._run(self._open)
+        if self._thread is not None:
+            raise HerculesError(f"metadata store {self._path} is already open")
+        loop = asyncio.get_running_loop()
+        opened = _Op(lambda db: None, False, loop.create_future(), loop)
+        self._thread = threading.Thread(target=self._serve, args=(opened,), name="hercules-sqlite", daemon=True)
+        self._thread.start()
+        await opened.future
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._run(self._db.close)
-        self._executor.shutdown(wait=True)
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._release_lock()
+            return
+        loop = asyncio.get_running_loop()
+        done = _Op(lambda db: None, False, loop.create_future(), loop)
+        self._closing = True
+        self._queue.put(_Stop(done))  # runs after everything queued before it
+        await done.future
+        await asyncio.to_thread(thread.join)
 
-    def _write(self, fn: Callable[..., T], *args: Any) -> Callable[[], T]:
-        def run() -> T:
-            db = self._db
-            assert db is not None
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db, *args)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    # -- request ids ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _once(request_id: str, what: str, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+        """``fn`` made idempotent under ``request_id``: recorded in its own transaction, replayed after."""
+        if not request_id:
+            return fn
+        if not isinstance(request_id, str) or len(request_id) > MAX_REQUEST_ID:
+            raise InvalidArgument(f"request id must be a string of at most {MAX_REQUEST_ID} characters")
+
+        def op(db: sqlite3.Connection) -> T:
+            row = db.execute("SELECT op, result FROM requests WHERE id = ?", (request_id,)).fetchone()
+            if row is not None:
+                if row[0] != what:
+                    raise InvalidArgument(f"request id {request_id!r} was already used for another request "
+                                          f"({row[0]}), not {what}")
+                return _replay(row[1])
+            result = fn(db)
+            db.execute("INSERT INTO requests (id, op, result, at) VALUES (?, ?, ?, ?)",
+                       (request_id, what, _encode_result(result), time.time()))
             return result
 
-        return run
-
-    async def _mutate(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._run(self._write(fn, *args))
-
-    async def _query(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._run(fn, self._db, *args)
+        return op
 
     # -- lookups (run on the db thread) --------------------------------------------------
 
@@ -189,7 +562,8 @@ class SqliteMetadataStore:
 
         return await self._mutate(op)
 
-    async def create(self, path: str, replication: int, exclusive: bool = True) -> FileInfo:
+    async def create(self, path: str, replication: int, exclusive: bool = True, *,
+                     request_id: str = "") -> FileInfo:
         def op(db: sqlite3.Connection) -> FileInfo:
             parent_path, name = parent_and_name(path)
             if not name:
@@ -211,7 +585,7 @@ class SqliteMetadataStore:
             db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (now, parent[0]))
             return _info(self._row(db, cur.lastrowid), path, 0)
 
-        return await self._mutate(op)
+        return await self._mutate(self._once(request_id, f"create {path}", op))
 
     async def stat(self, path: str) -> FileInfo:
         def op(db: sqlite3.Connection) -> FileInfo:
@@ -287,7 +661,7 @@ class SqliteMetadataStore:
                 (inode, name, now, now)).lastrowid
         return inode
 
-    async def delete(self, path: str, recursive: bool) -> FreedChunks:
+    async def delete(self, path: str, recursive: bool, *, request_id: str = "") -> FreedChunks:
         """Move ``path`` into the hidden trash; its chunks stay until the grace period ends."""
 
         def op(db: sqlite3.Connection) -> FreedChunks:
@@ -307,9 +681,9 @@ class SqliteMetadataStore:
             db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (now, row[1]))
             return FreedChunks([])
 
-        return await self._mutate(op)
+        return await self._mutate(self._once(request_id, f"delete {path}", op))
 
-    async def undelete(self, path: str) -> FileInfo:
+    async def undelete(self, path: str, *, request_id: str = "") -> FileInfo:
         """Put back the most recently deleted entry that lived at ``path``."""
 
         def op(db: sqlite3.Connection) -> FileInfo:
@@ -328,7 +702,7 @@ class SqliteMetadataStore:
             row = self._row(db, entry[0])
             return _info(row, path, 0 if row[3] else self._count(db, row[0]))
 
-        return await self._mutate(op)
+        return await self._mutate(self._once(request_id, f"undelete {path}", op))
 
     async def trash(self) -> list[tuple[str, float, FileInfo]]:
         def op(db: sqlite3.Connection) -> list[tuple[str, float, FileInfo]]:
@@ -363,7 +737,7 @@ class SqliteMetadataStore:
 
         return await self._query(op)
 
-    async def snapshot(self, source: str, target: str) -> FileInfo:
+    async def snapshot(self, source: str, target: str, *, request_id: str = "") -> FileInfo:
         """Copy the tree at ``source`` to ``target``; both share every chunk (refs + 1)."""
 
         def op(db: sqlite3.Connection) -> FileInfo:
@@ -397,7 +771,7 @@ class SqliteMetadataStore:
             row = self._row(db, top)
             return _info(row, target, 0 if row[3] else self._count(db, row[0]))
 
-        return await self._mutate(op)
+        return await self._mutate(self._once(request_id, f"snapshot {source} {target}", op))
 
     async def new_handle(self, version: int) -> int:
         """A fresh handle no file references yet (refs 0) for a copy-on-write clone."""
@@ -438,7 +812,8 @@ class SqliteMetadataStore:
 
         return await self._query(op)
 
-    async def rename(self, source: str, target: str, overwrite: bool) -> FreedChunks:
+    async def rename(self, source: str, target: str, overwrite: bool, *,
+                     request_id: str = "") -> FreedChunks:
         def op(db: sqlite3.Connection) -> FreedChunks:
             if source == "/" or target == "/":
                 raise InvalidArgument("the root directory cannot be renamed")
@@ -466,7 +841,7 @@ class SqliteMetadataStore:
             db.execute("UPDATE inodes SET mtime = ? WHERE id IN (?, ?)", (now, src[1], parent[0]))
             return FreedChunks(freed)
 
-        return await self._mutate(op)
+        return await self._mutate(self._once(request_id, f"rename {source} {target}", op))
 
     # -- chunks --------------------------------------------------------------------------
 
@@ -531,10 +906,61 @@ class SqliteMetadataStore:
     async def chunk_total(self) -> int:
         return await self._query(lambda db: db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
 
+    async def all_handles(self) -> list[int]:
+        """Every chunk handle the namespace knows, ascending (e.g. to find chunks no server holds)."""
+        handles: list[int] = []
+        async for batch in self.handle_batches():
+            handles.extend(batch)
+        return handles
+
+    async def handle_batches(self, size: int = 50_000) -> AsyncIterator[list[int]]:
+        """``all_handles`` in ascending batches, each one short read, so writers are not held up."""
+        after = 0
+        while True:
+            batch: list[int] = await self._query(lambda db, after=after: [r[0] for r in db.execute(
+                "SELECT handle FROM chunks WHERE handle > ? ORDER BY handle LIMIT ?", (after, size))])
+            if batch:
+                yield batch
+            if len(batch) < size:
+                return
+            after = batch[-1]
+
+    async def stats(self) -> dict[str, int]:
+        """Cheap counters: entries, chunks, trash, remembered request ids, bytes on disk, commit batching."""
+
+        def op(db: sqlite3.Connection) -> dict[str, int]:
+            dirs, files = db.execute("SELECT COALESCE(SUM(is_dir), 0), COALESCE(SUM(1 - is_dir), 0) "
+                                     "FROM inodes").fetchone()
+            found = {
+                "directories": dirs, "files": files,
+                "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
+                "trash": db.execute("SELECT COUNT(*) FROM trash").fetchone()[0],
+                "request_ids": db.execute("SELECT COUNT(*) FROM requests").fetchone()[0],
+                "db_bytes": db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0],
+            }
+            wal = Path(str(self._path) + "-wal")
+            found["wal_bytes"] = wal.stat().st_size if wal.exists() else 0
+            found.update(self.counters)
+            return found
+
+        return await self._query(op)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 @asynccontextmanager
 async def open_sqlite(ctx: MetadataContext) -> AsyncIterator[SqliteMetadataStore]:
-    store = SqliteMetadataStore(Path(ctx.root_dir) / "metadata.sqlite3")
+    """Options (``ctx.options``): ``cache_mib`` (page cache, default 32), ``batch_max`` (mutations
+    per commit, default 256), ``check`` (start-up check: ``quick``, ``full`` or ``none``)."""
+    opts = ctx.options
+    store = SqliteMetadataStore(Path(ctx.root_dir) / DB_NAME, cache_mib=int(opts.get("cache_mib", 32)),
+                                batch_max=int(opts.get("batch_max", BATCH_MAX)), check=str(opts.get("check", "quick")))
     await store.open()
     try:
         yield store
@@ -545,4 +971,4 @@ async def open_sqlite(ctx: MetadataContext) -> AsyncIterator[SqliteMetadataStore
 @hookimpl
 def hercules_metadata_stores() -> Iterator[MetadataStoreSpec]:
     yield MetadataStoreSpec(name="sqlite", open=open_sqlite,
-                            description="namespace and chunk versions in embedded SQLite (WAL)")
+                            description="namespace and chunk versions in embedded SQLite (WAL, group commit)")

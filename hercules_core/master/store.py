@@ -1,6 +1,29 @@
 """The interface of the master's durable metadata, implemented by metadata-store plugins.
 
 Chunk *locations* are not here: they are soft state rebuilt from chunkserver reports.
+
+What an implementation must guarantee (the built-in ``sqlite`` store is the reference;
+``docs/durability.md`` explains why each matters):
+
+- **Durable on return.** A mutation's coroutine returns (or raises) only after its
+  effect is durable (fsynced, or replicated to a quorum): a crash or power loss right
+  after cannot undo it. Concurrent mutations may share one commit (group commit).
+- **Atomic per call.** Each mutation applies entirely or not at all; one that raises
+  leaves nothing behind and does not affect other callers' mutations.
+- **Serializable.** Calls behave as if applied one at a time, in an order consistent
+  with their start and return. A read issued after a mutation returned sees it.
+- **Handles and file ids are never reused,** also across restarts (and restores, where the
+  store has one).
+- **Request ids.** ``create``, ``rename``, ``delete``, ``undelete`` and ``snapshot``
+  take a keyword ``request_id``. When it is non-empty the store remembers (request id,
+  result) in the same atomic commit as the mutation, for at least an hour; a second
+  call with that id returns the remembered result without applying anything (a
+  ``FileInfo`` as first returned; ``FreedChunks([])`` for freed chunks, since the first
+  caller received them). A call that failed is not remembered, so its retry runs again.
+- **Refuse, never start empty, on damage.** Opening a store whose files are corrupt,
+  truncated or missing while signs of an earlier database remain raises a
+  ``HerculesError`` naming the file.
+- **No blocking of the event loop.** Blocking I/O runs on threads or is truly async.
 """
 
 from __future__ import annotations
@@ -33,7 +56,9 @@ class MetadataStore(Protocol):
 
     async def mkdir(self, path: str) -> FileInfo: ...
 
-    async def create(self, path: str, replication: int, exclusive: bool = True) -> FileInfo: ...
+    async def create(self, path: str, replication: int, exclusive: bool = True, *,
+                     request_id: str = "") -> FileInfo:
+        """A new empty file; ``AlreadyExists`` if ``exclusive`` and it exists (not on a replayed id)."""
 
     async def stat(self, path: str) -> FileInfo: ...
 
@@ -41,12 +66,15 @@ class MetadataStore(Protocol):
 
     async def list(self, path: str, recursive: bool, limit: int, cursor: str) -> tuple[list[FileInfo], str]: ...
 
-    async def rename(self, source: str, target: str, overwrite: bool) -> FreedChunks: ...
+    async def rename(self, source: str, target: str, overwrite: bool, *,
+                     request_id: str = "") -> FreedChunks:
+        """Move ``source`` to ``target``; a file it overwrites has its unshared chunks freed."""
 
-    async def delete(self, path: str, recursive: bool) -> FreedChunks:
+    async def delete(self, path: str, recursive: bool, *, request_id: str = "") -> FreedChunks:
         """Move ``path`` to the trash (nothing is freed until ``purge_trash``)."""
 
-    async def undelete(self, path: str) -> FileInfo: ...
+    async def undelete(self, path: str, *, request_id: str = "") -> FileInfo:
+        """Put back the most recently deleted entry that lived at ``path``."""
 
     async def trash(self) -> list[tuple[str, float, FileInfo]]:
         """(original path, deletion time, entry) for everything in the trash."""
@@ -55,7 +83,8 @@ class MetadataStore(Protocol):
 
     async def handles_under(self, path: str) -> list[int]: ...
 
-    async def snapshot(self, source: str, target: str) -> FileInfo: ...
+    async def snapshot(self, source: str, target: str, *, request_id: str = "") -> FileInfo:
+        """Copy the tree at ``source`` to ``target``, sharing every chunk (refs + 1)."""
 
     async def new_handle(self, version: int) -> int: ...
 
@@ -78,3 +107,7 @@ class MetadataStore(Protocol):
     async def extend_size(self, file_id: int, size: int) -> None: ...
 
     async def chunk_total(self) -> int: ...
+
+    async def all_handles(self) -> list[int]:
+        """Every chunk handle in the namespace, ascending: after a restore, the master compares
+        these with the chunkservers' reports to find chunks no live server holds."""

@@ -1,0 +1,329 @@
+"""The ``sqlite`` metadata store on real files: group commit, request ids, damage at start-up,
+kill -9 in the middle of commits, and online backup while a writer runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hercules_core import backup
+from hercules_core.errors import AlreadyExists, ConfigError, HerculesError, InvalidArgument, NotFound
+from hercules_core.master.store import FreedChunks
+from hercules_core.plugins import make_plugin_manager
+from hercules_core.plugins.types import MetadataContext
+
+DB = "metadata.sqlite3"
+
+
+def open_store(root: Path, **options: Any) -> AbstractAsyncContextManager[Any]:
+    """Through the plugin manager, as the master does."""
+    return make_plugin_manager().metadata_store("sqlite").open(MetadataContext(root, options))
+
+
+async def names(store: Any, path: str) -> set[str]:
+    entries, _ = await store.list(path, False, 0, "")
+    return {e.path for e in entries}
+
+
+# -- group commit -------------------------------------------------------------------------------
+
+
+async def test_group_commit_isolates_failures_and_everything_acknowledged_survives(tmp_path: Path) -> None:
+    async with open_store(tmp_path) as store:
+        await store.mkdir("/d")
+        await store.create("/d/taken", 1)
+
+        async def one(i: int) -> str:
+            if i % 10 == 3:
+                await store.create("/d/taken", 1)  # AlreadyExists
+            elif i % 10 == 7:
+                await store.create(f"/missing/f{i}", 1)  # NotFound
+            elif i % 10 == 9:
+                await store.mkdir(f"/d/sub{i}")
+                return f"/d/sub{i}"
+            else:
+                await store.create(f"/d/f{i:03d}", 1)
+            return f"/d/f{i:03d}"
+
+        results = await asyncio.gather(*(one(i) for i in range(200)), return_exceptions=True)
+        ok = {r for r in results if isinstance(r, str)}
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert len(failed) == 40
+        assert all(isinstance(e, (AlreadyExists, NotFound)) for e in failed)
+        assert len(ok) == 160
+        assert await names(store, "/d") == ok | {"/d/taken"}
+        stats = await store.stats()
+        assert stats["largest_batch"] > 1, "concurrent mutations should share commits"
+        assert stats["batches"] < stats["mutations"]
+
+        # A failing operation's partial writes are rolled back, its neighbours' are kept.
+        def partial(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO inodes (parent, name, is_dir, ctime, mtime) VALUES (1, 'ghost', 1, 0, 0)")
+            raise InvalidArgument("changed my mind")
+
+        outcome = await asyncio.gather(store.mkdir("/before"), store._mutate(partial), store.mkdir("/after"),
+                                       return_exceptions=True)
+        assert isinstance(outcome[1], InvalidArgument)
+        assert {"/before", "/after"} <= await names(store, "/")
+        assert "/ghost" not in await names(store, "/")
+
+    async with open_store(tmp_path) as store:  # reopened: every acknowledged mutation is there
+        assert await names(store, "/d") == ok | {"/d/taken"}
+        assert {"/before", "/after"} <= await names(store, "/")
+
+
+async def test_reads_and_close_see_every_queued_mutation(tmp_path: Path) -> None:
+    async with open_store(tmp_path) as store:
+        created = [asyncio.ensure_future(store.create(f"/f{i}", 1)) for i in range(50)]
+        stat = asyncio.ensure_future(store.stat("/f0"))
+        handles = []
+        for i in range(5):
+            info = await created[i]
+            handles.append((await store.add_chunk(info.file_id, 0)).handle)
+        assert (await stat).path == "/f0"
+        await asyncio.gather(*created)
+        assert await store.all_handles() == sorted(handles)
+        assert await store.chunk_total() == 5
+    with pytest.raises(HerculesError, match="not open"):
+        await asyncio.wait_for(store.stat("/"), 5)  # refused after close, never left hanging
+    async with open_store(tmp_path) as store:
+        assert len(await names(store, "/")) == 50
+
+
+async def test_one_master_per_root_dir(tmp_path: Path) -> None:
+    async with open_store(tmp_path):
+        with pytest.raises(ConfigError, match="locked"):
+            async with open_store(tmp_path):
+                pass
+        backup.backup(tmp_path, tmp_path / "copy.sqlite3")  # an online backup is fine
+        with pytest.raises(HerculesError, match="locked"):
+            backup.restore(tmp_path / "copy.sqlite3", tmp_path, force=True)
+
+
+# -- request ids ------------------------------------------------------------------------------
+
+
+async def test_request_ids_replay_results_and_survive_restart(tmp_path: Path) -> None:
+    async with open_store(tmp_path) as store:
+        first = await store.create("/a", 2, request_id="req-create")
+        assert await store.create("/a", 2, request_id="req-create") == first  # a retry, not a 409
+        with pytest.raises(AlreadyExists):
+            await store.create("/a", 2, request_id="req-other")
+        with pytest.raises(AlreadyExists):
+            await store.create("/a", 2)
+
+        assert await store.rename("/a", "/b", False, request_id="req-rename") == FreedChunks([])
+        await store.create("/a", 1)  # someone reuses the old name
+        assert await store.rename("/a", "/b", False, request_id="req-rename") == FreedChunks([])
+        assert await names(store, "/") == {"/a", "/b"}, "the replayed rename must not apply twice"
+
+        await store.delete("/b", False, request_id="req-delete")
+        assert await store.delete("/b", False, request_id="req-delete") == FreedChunks([])
+        back = await store.undelete("/b", request_id="req-undelete")
+        assert await store.undelete("/b", request_id="req-undelete") == back
+        snap = await store.snapshot("/b", "/snap", request_id="req-snap")
+        assert await store.snapshot("/b", "/snap", request_id="req-snap") == snap
+
+        with pytest.raises(InvalidArgument, match="another request"):
+            await store.create("/c", 1, request_id="req-create")  # the same id for something else
+
+    async with open_store(tmp_path) as store:  # a master restarted between commit and reply
+        assert await store.create("/a", 2, request_id="req-create") == first
+        assert await store.rename("/a", "/b", False, request_id="req-rename") == FreedChunks([])
+        assert await names(store, "/") == {"/a", "/b", "/snap"}
+
+
+async def test_a_failed_request_is_not_recorded_and_old_ids_are_pruned(tmp_path: Path) -> None:
+    async with open_store(tmp_path) as store:
+        with pytest.raises(NotFound):
+            await store.create("/dir/f", 1, request_id="req-1")
+        await store.mkdir("/dir")
+        info = await store.create("/dir/f", 1, request_id="req-1")  # the retry really runs
+        assert info.path == "/dir/f"
+        assert (await store.stats())["request_ids"] == 1
+
+        await store._mutate(lambda db: db.execute("UPDATE requests SET at = at - 7200"))
+        store._last_prune = 0.0  # the next commit prunes
+        await store.mkdir("/other")
+        assert (await store.stats())["request_ids"] == 0
+        with pytest.raises(AlreadyExists):
+            await store.create("/dir/f", 1, request_id="req-1")
+
+
+# -- damage at start-up -------------------------------------------------------------------------
+
+
+async def _filled(root: Path, n: int = 1500) -> None:
+    async with open_store(root) as store:
+        await store.mkdir("/d")
+        await asyncio.gather(*(store.create(f"/d/file-{i:05d}-{'x' * 40}", 3) for i in range(n)))
+
+
+def _half(p: Path) -> None:
+    os.truncate(p, p.stat().st_size // 2)
+
+
+def _header(p: Path) -> None:
+    with open(p, "r+b") as f:
+        f.write(b"\xff" * 100)
+
+
+def _garbage(p: Path) -> None:
+    p.write_bytes(os.urandom(p.stat().st_size))
+
+
+def _torn_page(p: Path) -> None:
+    """The first sector of a b-tree page is garbage (a torn write of new data over old)."""
+    with open(p, "r+b") as f:
+        f.seek(3 * 4096)
+        f.write(os.urandom(512))
+
+
+@pytest.mark.parametrize("damage", [_half, _header, _garbage, _torn_page])
+async def test_damaged_database_is_refused_with_a_clear_error(tmp_path: Path, damage: Any) -> None:
+    await _filled(tmp_path)
+    path = tmp_path / DB
+    damage(path)
+    before = path.read_bytes()
+    with pytest.raises(HerculesError) as caught:
+        async with open_store(tmp_path):
+            pass
+    message = str(caught.value)
+    assert str(path) in message and "corrupt" in message and "hercules restore" in message
+    assert path.read_bytes() == before, "a refused database is left as it was, for investigation"
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied", "wal_only"])
+async def test_no_silent_empty_start_where_a_database_was(tmp_path: Path, how: str) -> None:
+    await _filled(tmp_path, 10)
+    path = tmp_path / DB
+    if how == "deleted":
+        path.unlink()
+    elif how == "emptied":
+        os.truncate(path, 0)
+    else:
+        path.unlink()
+        (tmp_path / "metadata.lock").unlink()
+        Path(str(path) + "-wal").write_bytes(b"\0" * 32)
+    with pytest.raises(ConfigError, match="refusing to start with an empty namespace") as caught:
+        async with open_store(tmp_path):
+            pass
+    assert str(path) in str(caught.value)
+
+
+async def test_another_sqlite_database_is_not_taken_for_metadata(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / DB)
+    db.execute("CREATE TABLE photos (id INTEGER)")
+    db.commit()
+    db.close()
+    with pytest.raises(HerculesError, match="not Hercules metadata"):
+        async with open_store(tmp_path):
+            pass
+
+
+# -- crashes and backups with a real writer process -----------------------------------------------
+
+WRITER = textwrap.dedent("""
+    import asyncio, sys
+    from hercules_core.plugins import make_plugin_manager
+    from hercules_core.plugins.types import MetadataContext
+
+    async def main(root):
+        async with make_plugin_manager().metadata_store("sqlite").open(MetadataContext(root)) as store:
+            await store.mkdir("/w")
+            print("ready", flush=True)
+            counter = iter(range(10**9))
+
+            async def worker():
+                while True:
+                    i = next(counter)
+                    await store.create(f"/w/f{i:07d}", 3)
+                    print(f"/w/f{i:07d}", flush=True)  # acknowledged
+
+            await asyncio.gather(*(worker() for _ in range(16)))
+
+    asyncio.run(main(sys.argv[1]))
+""")
+
+
+def _start_writer(root: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _read_acks(proc: subprocess.Popen[str], count: int, timeout: float = 30.0) -> list[str]:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    acks = []
+    while len(acks) < count:
+        assert time.monotonic() < deadline, "the writer is too slow"
+        line = proc.stdout.readline()
+        assert line, f"the writer died: exit {proc.poll()}"
+        acks.append(line.strip())
+    return acks
+
+
+def test_kill_9_in_the_middle_of_commits_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    proc = _start_writer(tmp_path)
+    try:
+        acks = _read_acks(proc, 600)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=10)
+    acks += rest.split()  # printed before the kill, so acknowledged too
+    assert Path(str(tmp_path / DB) + "-wal").exists(), "the writer should have died with a live WAL"
+
+    async def check() -> set[str]:
+        async with open_store(tmp_path) as store:
+            return await names(store, "/w")
+
+    present = asyncio.run(check())
+    assert set(acks) <= present
+    assert len(present) - len(acks) <= 16 * 2  # at most the commits in flight, never acknowledged
+
+
+def test_online_backup_while_writing_then_restore(tmp_path: Path) -> None:
+    root, fresh = tmp_path / "master", tmp_path / "restored"
+    proc = _start_writer(root)
+    try:
+        before = _read_acks(proc, 300)  # acknowledged before the backup starts
+        size = backup.backup(root, tmp_path / "backup.sqlite3")
+        after = _read_acks(proc, 100)  # the writer kept going
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    assert size > 0 and after
+
+    backup.restore(tmp_path / "backup.sqlite3", fresh)
+    db = sqlite3.connect(fresh / DB)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+    async def check() -> tuple[set[str], int, int]:
+        async with open_store(fresh) as store:
+            info = await store.create("/after-restore", 1)
+            return await names(store, "/w"), info.file_id, (await store.add_chunk(info.file_id, 0)).handle
+
+    restored, file_id, handle = asyncio.run(check())
+    assert set(before) <= restored
+    # ids the master may have handed out after the backup are never reused after a restore
+    assert file_id > backup.ID_GAP and handle > backup.ID_GAP
+    with pytest.raises(HerculesError, match="exists"):
+        backup.restore(tmp_path / "backup.sqlite3", fresh)
+    (tmp_path / "junk").write_bytes(os.urandom(8192))
+    with pytest.raises(HerculesError, match="not a Hercules metadata backup"):
+        backup.restore(tmp_path / "junk", fresh, force=True)

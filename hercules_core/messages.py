@@ -175,6 +175,7 @@ class ClusterInfo:
     replication: int
     under_replicated: int = 0
     pending_deletions: int = 0
+    missing_chunks: int = 0  # chunks the metadata expects but no chunkserver has reported
 
 
 # --- chunkserver <-> master --------------------------------------------------------------

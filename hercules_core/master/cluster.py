@@ -57,6 +57,7 @@ class Cluster:
     deleting: dict[str, set[int]] = attrs.field(factory=dict)  # sent, not yet confirmed removed
     suspect: set[int] = attrs.field(factory=set)  # chunks whose replica count must be checked
     under_replicated: int = 0
+    missing: int = 0
 
     def join(self, server_id: str, address: str, capacity: int, used: int, chunk_count: int) -> Chunkserver:
         previous = self.servers.get(server_id)

@@ -12,13 +12,14 @@ import logging
 import time
 
 from hercules_core import messages as m
-from hercules_core.errors import HerculesError, NotFound
+from hercules_core.errors import ChecksumMismatch, HerculesError, NotFound
 from hercules_core.master.cluster import Chunkserver
 from hercules_core.master.service import MasterService
 from hercules_core.paths import UPLOADS
 
 log = logging.getLogger(__name__)
 TICK = 0.25
+MISSING_CHECK_EVERY = 300.0
 MOVES_PER_ROUND = 8
 
 
@@ -31,6 +32,10 @@ class Maintenance:
         self._lost: set[int] = set()
         self._next_rebalance = time.monotonic() + self.config.rebalance_interval
         self._next_purge = 0.0
+        # Chunkservers report what they hold once the master is up; after that (and now and
+        # then) any chunk the metadata expects but nobody reported is missing.
+        self._next_missing_check = time.monotonic() + max(self.config.lease_seconds,
+                                                          5 * self.config.heartbeat_interval)
 
     async def run(self) -> None:
         while True:
@@ -55,6 +60,9 @@ class Maintenance:
             self.cluster.forget(freed.handles)
             await self.drop_abandoned_uploads()
         await self.repair()
+        if now >= self._next_missing_check:
+            self._next_missing_check = now + MISSING_CHECK_EVERY
+            await self.find_missing()
         if now >= self._next_rebalance:
             self._next_rebalance = now + self.config.rebalance_interval
             await self.rebalance()
@@ -72,6 +80,14 @@ class Maintenance:
                 freed = await self.service.store.delete(entry.path, True)
                 self.cluster.forget(freed.handles)
                 log.info("removed abandoned upload %s", entry.path)
+
+    async def find_missing(self) -> None:
+        """Chunks in the metadata that no chunkserver holds (e.g. after restoring a backup)."""
+        missing = [h for h in await self.service.store.all_handles() if not self.cluster.locations.get(h)]
+        self.cluster.missing = len(missing)
+        if missing:
+            log.error("%d chunks are missing from every chunkserver (first: %s); files using them "
+                      "cannot be read in full", len(missing), ", ".join(map(str, missing[:10])))
 
     # -- re-replication ----------------------------------------------------------------------
 
@@ -118,12 +134,16 @@ class Maintenance:
             if not chosen:
                 return False
             version, took = await self.service.bump_version(handle)
-            source = self.cluster.servers[took[0]].address
+            source = self.cluster.servers[took[0]]
             done = 0
             for dest in chosen:
                 try:
-                    await self._copy(handle, version, source, dest.server_id)
+                    await self._copy(handle, version, source.address, dest.server_id)
                     done += 1
+                except ChecksumMismatch as exc:  # the source itself is bad: drop it, try another next round
+                    log.warning("chunk %d: source replica on %s is corrupt: %s", handle, source.address, exc)
+                    self.cluster.discard_replica(handle, source.server_id)
+                    return False
                 except HerculesError as exc:
                     log.warning("copy of chunk %d to %s failed: %s", handle, dest.address, exc)
             log.info("chunk %d re-replicated to %d new server(s) (version %d)", handle, done, version)

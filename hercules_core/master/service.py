@@ -218,12 +218,12 @@ class MasterService:
                 log.info("chunk %d: could not revoke lease (%s); waiting %.1fs", handle, exc, wait)
                 await asyncio.sleep(max(0.0, wait))
 
-    async def snapshot(self, source: str, target: str) -> m.FileInfo:
+    async def snapshot(self, source: str, target: str, request_id: str = "") -> m.FileInfo:
         handles = await self.store.handles_under(source)
         self._frozen.update(handles)
         try:
             await asyncio.gather(*(self._revoke(h) for h in handles))
-            return await self.store.snapshot(source, target)
+            return await self.store.snapshot(source, target, request_id=request_id)
         finally:
             self._frozen.difference_update(handles)
 
@@ -245,7 +245,8 @@ class MasterService:
 
         @on(m.Create)
         async def create(msg: m.Create, data: memoryview, ctx: CallContext) -> m.FileInfo:
-            return await store.create(normalize(msg.path), self._replication(msg.replication), msg.exclusive)
+            return await store.create(normalize(msg.path), self._replication(msg.replication), msg.exclusive,
+                                      request_id=msg.request_id)
 
         @on(m.Stat)
         async def stat(msg: m.Stat, data: memoryview, ctx: CallContext) -> m.FileInfo:
@@ -261,19 +262,19 @@ class MasterService:
         @on(m.Rename)
         async def rename(msg: m.Rename, data: memoryview, ctx: CallContext) -> m.Ok:
             freed = await store.rename(normalize(msg.source, what="source"),
-                                       normalize(msg.target, what="target"), msg.overwrite)
+                                       normalize(msg.target, what="target"), msg.overwrite, request_id=msg.request_id)
             self.cluster.forget(freed.handles)
             return m.Ok()
 
         @on(m.Delete)
         async def delete(msg: m.Delete, data: memoryview, ctx: CallContext) -> m.Ok:
-            freed = await store.delete(normalize(msg.path), msg.recursive)
+            freed = await store.delete(normalize(msg.path), msg.recursive, request_id=msg.request_id)
             self.cluster.forget(freed.handles)
             return m.Ok()
 
         @on(m.Undelete)
         async def undelete(msg: m.Undelete, data: memoryview, ctx: CallContext) -> m.FileInfo:
-            return await store.undelete(normalize(msg.path))
+            return await store.undelete(normalize(msg.path), request_id=msg.request_id)
 
         @on(m.ListTrash)
         async def list_trash(msg: m.ListTrash, data: memoryview, ctx: CallContext) -> m.TrashList:
@@ -282,7 +283,8 @@ class MasterService:
 
         @on(m.Snapshot)
         async def snapshot(msg: m.Snapshot, data: memoryview, ctx: CallContext) -> m.FileInfo:
-            return await self.snapshot(normalize(msg.source, what="source"), normalize(msg.target, what="target"))
+            return await self.snapshot(normalize(msg.source, what="source"), normalize(msg.target, what="target"),
+                                       msg.request_id)
 
         @on(m.GetChunk)
         async def get_chunk(msg: m.GetChunk, data: memoryview, ctx: CallContext) -> m.ChunkLocation:
@@ -425,4 +427,4 @@ class MasterService:
                                             round(now - (s.detector.last or now), 3), round(phi, 3)))
         pending = sum(len(v) for v in self.cluster.pending_delete.values())
         return m.ClusterInfo(rows, self.config.chunk_size, self.config.replication,
-                             self.cluster.under_replicated, pending)
+                             self.cluster.under_replicated, pending, self.cluster.missing)

@@ -61,7 +61,7 @@ class PhiDetector:
             p_later = e / (1.0 + e)
         else:
             p_later = 1.0 - 1.0 / (1.0 + e)
-        return -math.log10(max(p_later, 1e-300))
+        return max(0.0, -math.log10(max(p_later, 1e-300)))
 
     def available(self, now: float | None = None) -> bool:
         return self.phi(now) < self.params.threshold

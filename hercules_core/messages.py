@@ -195,7 +195,7 @@ class Register:
     capacity_bytes: int
     used_bytes: int
     chunks: list[ChunkReport]
-    leases: list["LeaseExtension"] = attrs.Factory(list)  # leases this server still holds
+    leases: list["LeaseExtension"] = attrs.Factory(list)  # leases this server still holds (informational)
 
 
 @message("registered")

@@ -11,8 +11,10 @@ Durability and group commit
     raises rolls back only its savepoint, and only its caller sees the exception), then
     one COMMIT — with ``synchronous=FULL`` in WAL mode that is one fsync of the WAL for
     the whole batch. Only after that COMMIT is any caller's future resolved, so a
-    returned mutation survives a crash or power loss. Reads in the same batch run after
-    the COMMIT: they never see state that might still be rolled back.
+    returned mutation survives a crash or power loss. Operations run in the order they
+    were queued, so a read sees every mutation queued before it; a read that follows a
+    mutation in the batch runs inside the transaction and is answered after the COMMIT
+    too, so nobody acts on state that might still be rolled back.
 
 Idempotent retries
     ``create``, ``rename``, ``delete``, ``undelete`` and ``snapshot`` take a keyword
@@ -272,27 +274,45 @@ class SqliteMetadataStore:
         self._shutdown(stopping)
 
     def _run_batch(self, ops: list[_Op]) -> None:
-        writes = [op for op in ops if op.write]
-        reads = [op for op in ops if not op.write]
-        if writes:
-            self._commit(writes)
-            _deliver(writes)
-        if reads:
-            for op in reads:
-                try:
-                    op.result = op.fn(self._db)  # type: ignore[arg-type]
-                except Exception as exc:  # noqa: BLE001 - the caller's error
-                    op.error = exc
-            self.counters["reads"] += len(reads)
-            _deliver(reads)
+        """Run ``ops`` in the order they were queued (a read sees every mutation queued before it).
 
-    def _commit(self, writes: list[_Op]) -> None:
-        """Run ``writes`` in one transaction, a SAVEPOINT each, and commit them once."""
+        Reads ahead of the first mutation are answered at once; from the first mutation on,
+        everything runs in one transaction and is answered after its COMMIT.
+        """
+        first_write = next((i for i, op in enumerate(ops) if op.write), len(ops))
+        if first_write:
+            for op in ops[:first_write]:
+                self._read(op)
+            _deliver(ops[:first_write])
+        if first_write < len(ops):
+            self._commit(ops[first_write:])
+            _deliver(ops[first_write:])
+
+    def _read(self, op: _Op) -> None:
+        try:
+            op.result = op.fn(self._db)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - the caller's error
+            op.error = exc
+        self.counters["reads"] += 1
+
+    def _commit(self, ops: list[_Op]) -> None:
+        """Run ``ops`` in one transaction, each mutation in a SAVEPOINT, and commit them once.
+
+        Reads among them see the mutations queued before them; their answers, like the
+        mutations', are handed out only after the COMMIT, so nobody acts on a state that
+        could still be rolled back.
+        """
         db = self._db
         assert db is not None
+        writes = [op for op in ops if op.write]
         try:
             db.execute("BEGIN IMMEDIATE")
-            for op in writes:
+            for op in ops:
+                if not op.write:
+                    self._read(op)
+                    if not db.in_transaction:
+                        raise op.error or HerculesError("the transaction was rolled back")
+                    continue
                 db.execute("SAVEPOINT op")
                 try:
                     op.result = op.fn(db)
@@ -314,7 +334,7 @@ class SqliteMetadataStore:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            for op in writes:
+            for op in ops:
                 op.result = None
                 op.error = HerculesError(f"metadata commit failed: {exc}")
             self.counters["failed_batches"] += 1
@@ -873,9 +893,9 @@ class SqliteMetadataStore:
                                   "c.handle = f.handle WHERE f.file_id = ? AND f.idx = ?", (file_id, index)).fetchone()
             if existing:
                 return ChunkRef(existing[0], index, existing[1])
-            handle = db.execute("INSERT INTO chunks (version, refs) VALUES (1, 1)").lastrowid
+            handle = db.execute("INSERT INTO chunks (version, refs) VALUES (0, 1)").lastrowid
             db.execute("INSERT INTO file_chunks (file_id, idx, handle) VALUES (?, ?, ?)", (file_id, index, handle))
-            return ChunkRef(handle, index, 1)
+            return ChunkRef(handle, index, 0)
 
         return await self._mutate(op)
 

@@ -56,6 +56,9 @@ class Cluster:
     pending_delete: dict[str, set[int]] = attrs.field(factory=dict)  # to send in the next heartbeat reply
     deleting: dict[str, set[int]] = attrs.field(factory=dict)  # sent, not yet confirmed removed
     suspect: set[int] = attrs.field(factory=set)  # chunks whose replica count must be checked
+    # Replicas reported older than the metadata's version while no current replica is known:
+    # stale if a current one turns up, else the newest of them is adopted (see maintenance).
+    behind: dict[int, dict[str, int]] = attrs.field(factory=dict)
     under_replicated: int = 0
     missing: int = 0
 

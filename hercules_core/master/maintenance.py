@@ -59,6 +59,8 @@ class Maintenance:
                 log.info("trash: %d chunks past their grace period are collected", len(freed.handles))
             self.cluster.forget(freed.handles)
             await self.drop_abandoned_uploads()
+        if now >= self.service.grace_until and self.cluster.behind:
+            await self.settle_behind()
         await self.repair()
         if now >= self._next_missing_check:
             self._next_missing_check = now + MISSING_CHECK_EVERY
@@ -81,9 +83,35 @@ class Maintenance:
                 self.cluster.forget(freed.handles)
                 log.info("removed abandoned upload %s", entry.path)
 
+    async def settle_behind(self) -> None:
+        """After the start-up grace period: replicas reported at an older version are stale if a
+        current replica exists; otherwise no mutation can have happened at the newer version
+        (no replica ever took it), so the newest reported version is adopted."""
+        behind, self.cluster.behind = self.cluster.behind, {}
+        for handle, reports in behind.items():
+            async with self.service.lock(handle):
+                known = (await self.service.store.versions([handle])).get(handle)
+                if known is None:  # deleted meanwhile: orphans
+                    for server_id in reports:
+                        self.cluster.pending_delete.setdefault(server_id, set()).add(handle)
+                    continue
+                if not self.cluster.locations.get(handle):
+                    best = max(reports.values())
+                    log.warning("chunk %d: no replica has version %d; adopting version %d", handle, known, best)
+                    await self.service.store.set_version(handle, best)
+                    known = best
+                for server_id, version in reports.items():
+                    if version == known and server_id in self.cluster.servers:
+                        self.cluster.add_location(handle, server_id)
+                    else:
+                        self.cluster.discard_replica(handle, server_id)
+                self.cluster.suspect.add(handle)
+
     async def find_missing(self) -> None:
         """Chunks in the metadata that no chunkserver holds (e.g. after restoring a backup)."""
-        missing = [h for h in await self.service.store.all_handles() if not self.cluster.locations.get(h)]
+        unheld = [h for h in await self.service.store.all_handles() if not self.cluster.locations.get(h)]
+        versions = await self.service.store.versions(unheld)
+        missing = [h for h in unheld if versions.get(h, 0) > 0]  # version 0: never created
         self.cluster.missing = len(missing)
         if missing:
             log.error("%d chunks are missing from every chunkserver (first: %s); files using them "

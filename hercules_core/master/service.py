@@ -40,6 +40,7 @@ class MasterService:
         self._frozen: set[int] = set()  # chunks being snapshotted: no new leases until done
         # A lease granted before a restart may still be live somewhere: wait it out (GFS).
         self.grace_until = time.monotonic() + config.lease_seconds
+        self.registering_until = time.monotonic() + 3 * config.heartbeat_interval + 1.0  # reports arrive
         self._register_handlers()
 
     # -- helpers ----------------------------------------------------------------------------
@@ -105,19 +106,27 @@ class MasterService:
     async def _allocate(self, file_id: int, index: int) -> tuple[ChunkRef, Lease]:
         async with self.lock(("alloc", file_id, index)):
             ref = await self.store.chunk(file_id, index)
-            if ref is None:
-                return await self._allocate_new(file_id, index)
+            if ref is None or ref.version == 0:
+                return await self._allocate_new(file_id, index, ref)
         return await self._writable(file_id, ref)
 
-    async def _allocate_new(self, file_id: int, index: int) -> tuple[ChunkRef, Lease]:
+    async def _allocate_new(self, file_id: int, index: int, ref: ChunkRef | None) -> tuple[ChunkRef, Lease]:
+        """Create a chunk on replicas chosen by the placement policy, then record it as version 1
+        (a chunk still at version 0 was never created anywhere: a crash interrupted it)."""
         info = await self.store.stat_id(file_id)
         live = [s.view() for s in self.cluster.live_servers()]
         if len(live) < info.replication:
+            if time.monotonic() < self.registering_until:  # chunkservers are still registering: retry soon
+                raise Unavailable(f"master starting: {len(live)} chunkservers registered so far")
             raise TooFewChunkservers(f"{info.replication} replicas asked but only {len(live)} live chunkservers")
         chosen = self.placement.choose(live, info.replication)
         if len(chosen) < info.replication:
             raise NoSpace(f"only {len(chosen)} chunkservers have free space for {info.replication} replicas")
-        ref = await self.store.add_chunk(file_id, index)
+        # A retried creation gets a version no earlier attempt can have used, so an empty copy
+        # an interrupted attempt left behind is stale, never mistaken for the live replica.
+        version = 1 if ref is None else int(time.time())
+        ref = ref or await self.store.add_chunk(file_id, index)
+        ref = ChunkRef(ref.handle, ref.index, version, ref.refs)
         async with self.lock(ref.handle):  # lease requests for the new handle wait for its creation
             results = await asyncio.gather(*(
                 self.call(str(s.address), m.CreateChunk(ref.handle, ref.version)) for s in chosen),
@@ -131,6 +140,7 @@ class MasterService:
                     created.add(server.server_id)
             if isinstance(results[0], BaseException):
                 raise Unavailable(f"chunkserver {chosen[0].address} did not create chunk {ref.handle}: {results[0]}")
+            await self.store.set_version(ref.handle, ref.version)
             await self.call(str(chosen[0].address), m.SetVersion(ref.handle, ref.version, self.config.lease_seconds))
             lease = Lease(chosen[0].server_id, ref.version, time.monotonic() + self.config.lease_seconds,
                           frozenset(created))
@@ -138,6 +148,8 @@ class MasterService:
         return ref, lease
 
     async def _writable(self, file_id: int, ref: ChunkRef) -> tuple[ChunkRef, Lease]:
+        if ref.version == 0:
+            return await self._allocate(file_id, ref.index)
         if ref.refs > 1:
             ref = await self._copy_on_write(file_id, ref)
         lease = await self._ensure_lease(ref)
@@ -299,6 +311,8 @@ class MasterService:
             if msg.for_write:
                 ref, lease = await self._writable(msg.file_id, ref)
                 return self._location(ref, lease)
+            if ref.version == 0:  # never created: nothing was ever written there
+                return m.ChunkLocation(ref.handle, msg.index, 0, [], exists=False)
             return self._location(ref, self.cluster.leases.get(ref.handle))
 
         @on(m.LastChunk)
@@ -341,8 +355,10 @@ class MasterService:
         @on(m.Register)
         async def register(msg: m.Register, data: memoryview, ctx: CallContext) -> m.Registered:
             self.cluster.join(msg.server_id, msg.address, msg.capacity_bytes, msg.used_bytes, len(msg.chunks))
+            # Leases the server still holds (msg.leases) are not adopted: the replica set they were
+            # granted with is unknown here, and a replica missing from it would keep the current
+            # version while missing mutations. The start-up grace outlasts them instead.
             delete = await self._accept_full_report(msg.server_id, msg.chunks, stale_too=True)
-            self._adopt_leases(msg.server_id, msg.leases)
             log.info("chunkserver %s registered at %s with %d chunks (%d to delete)", msg.server_id,
                      msg.address, len(msg.chunks), len(delete))
             return m.Registered(delete + self.cluster.take_deletions(msg.server_id), self.config.heartbeat_interval)
@@ -378,11 +394,17 @@ class MasterService:
             if version is None:
                 delete.append(report.handle)
             elif report.version < version:
-                if stale_too:
+                if not stale_too:
+                    continue
+                if self.cluster.locations.get(report.handle):
                     log.info("chunk %d on %s is stale (version %d < %d)", report.handle, server_id,
                              report.version, version)
                     delete.append(report.handle)
                     self.cluster.suspect.add(report.handle)
+                else:
+                    # No current replica known (yet): a master that died between recording a new
+                    # version and telling the replicas leaves every replica "behind" but intact.
+                    self.cluster.behind.setdefault(report.handle, {})[server_id] = report.version
             else:
                 if report.version > version:  # the master failed after granting a lease: adopt it
                     await self.store.set_version(report.handle, report.version)
@@ -397,15 +419,6 @@ class MasterService:
         for report in reports:
             if known.get(report.handle) == report.version:
                 self.cluster.add_location(report.handle, server_id)
-
-    def _adopt_leases(self, server_id: str, leases: list[m.LeaseExtension]) -> None:
-        """A restarted master learns live leases from their holders instead of waiting them out."""
-        now = time.monotonic()
-        for held in leases:
-            if held.seconds > 0 and server_id in self.cluster.locations.get(held.handle, ()):
-                current = self.cluster.leases.get(held.handle)
-                if current is None or not current.live(now):
-                    self.cluster.leases[held.handle] = Lease(server_id, held.version, now + held.seconds)
 
     def _extend_leases(self, server_id: str, handles: list[int]) -> list[m.LeaseExtension]:
         now = time.monotonic()

@@ -97,7 +97,11 @@ class MetadataStore(Protocol):
     async def last_chunk(self, file_id: int) -> ChunkRef | None: ...
 
     async def add_chunk(self, file_id: int, index: int) -> ChunkRef:
-        """Allocate a new handle (never reused, also across restarts) at version 1."""
+        """Allocate a new handle (never reused, also across restarts) at version 0.
+
+        Version 0 means "being created": the master sets version 1 once replicas exist, so a
+        crash in between leaves a chunk that is simply created again, never one that is lost.
+        """
 
     async def set_version(self, handle: int, version: int) -> None: ...
 

@@ -93,12 +93,16 @@ async def test_reads_and_close_see_every_queued_mutation(tmp_path: Path) -> None
             handles.append((await store.add_chunk(info.file_id, 0)).handle)
         assert (await stat).path == "/f0"
         await asyncio.gather(*created)
+        # queued in this order in one tick: each read sees exactly what was queued before it
+        early, made, late = await asyncio.gather(store.stat("/g"), store.create("/g", 1), store.stat("/g"),
+                                                 return_exceptions=True)
+        assert isinstance(early, NotFound) and late == made
         assert await store.all_handles() == sorted(handles)
         assert await store.chunk_total() == 5
     with pytest.raises(HerculesError, match="not open"):
         await asyncio.wait_for(store.stat("/"), 5)  # refused after close, never left hanging
     async with open_store(tmp_path) as store:
-        assert len(await names(store, "/")) == 50
+        assert len(await names(store, "/")) == 51  # /f0../f49 and /g
 
 
 async def test_one_master_per_root_dir(tmp_path: Path) -> None:

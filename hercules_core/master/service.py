@@ -231,7 +231,12 @@ class MasterService:
                 await asyncio.sleep(max(0.0, wait))
 
     async def snapshot(self, source: str, target: str, request_id: str = "") -> m.FileInfo:
-        handles = await self.store.handles_under(source)
+        try:
+            handles = await self.store.handles_under(source)
+        except NotFound:
+            if not request_id:
+                raise
+            return await self.store.snapshot(source, target, request_id=request_id)  # a replay answers
         self._frozen.update(handles)
         try:
             await asyncio.gather(*(self._revoke(h) for h in handles))

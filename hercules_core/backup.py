@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from hercules_core.errors import ConfigError, HerculesError
+from hercules_core.fsync import fsync_dir, fsync_path
 
 DB_NAME = "metadata.sqlite3"
 LOCK_NAME = "metadata.lock"  # also flock()ed by the running master (builtin/metadata_sqlite.py)
@@ -55,9 +56,9 @@ def backup(root_dir: Path, out: Path) -> int:
             target.close()
             source.close()
         _check(tmp)
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return out.stat().st_size
@@ -87,7 +88,7 @@ def restore(archive: Path, root_dir: Path, force: bool = False) -> None:
             source.close()
         try:
             _check(tmp)
-            _fsync(tmp)
+            fsync_path(tmp)
             for suffix in SIDE_FILES:  # before the swap: an old WAL must never meet the new file
                 Path(str(target_path) + suffix).unlink(missing_ok=True)
             os.replace(tmp, target_path)
@@ -98,7 +99,7 @@ def restore(archive: Path, root_dir: Path, force: bool = False) -> None:
         os.pwrite(lock_fd, f"hercules metadata database {DB_NAME} restored from {archive.name} at {stamp}\n"
                   .encode(), 0)
         os.fsync(lock_fd)
-        _fsync_dir(root_dir)
+        fsync_dir(root_dir)
     finally:
         os.close(lock_fd)
 
@@ -151,13 +152,3 @@ def _check(path: Path) -> None:
         raise HerculesError(f"{path} fails its integrity check: {'; '.join(problems)}")
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    _fsync(path)

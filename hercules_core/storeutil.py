@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import attrs
 
 from hercules_core.checksums import block_crcs, crc
+from hercules_core.fsync import fsync_dir
 from hercules_core.errors import (
     ChecksumMismatch,
     ConfigError,
@@ -57,15 +58,6 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_CHUNK_BYTES = 1 << 30  # bounds the zero-fill buffer a bogus offset could ask for
 
 # --- small file helpers ------------------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames/creations/unlinks in ``path`` durable (a file's fsync does not cover them)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def datasync(fd: int) -> None:

@@ -58,6 +58,7 @@ from hercules_core.errors import (
     NotEmpty,
     NotFound,
 )
+from hercules_core.fsync import fsync_dir
 from hercules_core.master.store import ChunkRef, FreedChunks
 from hercules_core.messages import FileInfo
 from hercules_core.paths import parent_and_name, split
@@ -394,7 +395,7 @@ class SqliteMetadataStore:
         os.ftruncate(self._lock_fd, 0)
         os.pwrite(self._lock_fd, text.encode(), 0)
         os.fsync(self._lock_fd)
-        _fsync_dir(self._path.parent)
+        fsync_dir(self._path.parent)
 
     def _refuse_fresh_start(self, marker: str) -> None:
         """No usable database: refuse if anything says there was one."""
@@ -966,12 +967,6 @@ class SqliteMetadataStore:
         return await self._query(op)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @asynccontextmanager

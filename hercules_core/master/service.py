@@ -138,6 +138,8 @@ class MasterService:
                 else:
                     self.cluster.add_location(ref.handle, server.server_id)
                     created.add(server.server_id)
+            if len(created) < len(chosen):  # born under-replicated: re-replication takes it from here
+                self.cluster.suspect.add(ref.handle)
             if isinstance(results[0], BaseException):
                 raise Unavailable(f"chunkserver {chosen[0].address} did not create chunk {ref.handle}: {results[0]}")
             await self.store.set_version(ref.handle, ref.version)

@@ -47,16 +47,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hercules_core.testing.cluster import free_port, stop_process
+
 DEEP = "/scale/deep/a/b/c/d/e/f/g/h/i/j/file"
 
 
 # -- the master process ---------------------------------------------------------------------------
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -118,13 +115,7 @@ class Master:
         """Signal the master and wait for it to exit; return how long that took."""
         assert self.proc is not None
         started = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig, timeout)
         self.proc = None
         return time.monotonic() - started
 

@@ -120,6 +120,17 @@ TRASH_DIR = "/.hercules/trash"
 _COLS = "i.id, i.parent, i.name, i.is_dir, i.size, i.replication, i.ctime, i.mtime"
 
 
+def _pairs_in(db: sqlite3.Connection, sql: str, keys: Sequence[int], batch: int = 500) -> dict[int, int]:
+    """Run a two-column query whose ``IN ({marks})`` list is filled with ``keys``, in batches
+    (SQLite caps the number of bound parameters)."""
+    found: dict[int, int] = {}
+    items = list(keys)
+    for start in range(0, len(items), batch):
+        part = items[start:start + batch]
+        found.update(db.execute(sql.format(marks=",".join("?" * len(part))), part).fetchall())
+    return found
+
+
 def _info(row: tuple, path: str, chunk_count: int) -> FileInfo:
     return FileInfo(path=path, file_id=row[0], is_dir=bool(row[3]), size=row[4], replication=row[5],
                     chunk_count=chunk_count, ctime=row[6], mtime=row[7])
@@ -822,14 +833,8 @@ class SqliteMetadataStore:
         """The replication each chunk needs: the highest of the files that reference it."""
 
         def op(db: sqlite3.Connection) -> dict[int, int]:
-            found: dict[int, int] = {}
-            items = list(handles)
-            for start in range(0, len(items), 500):
-                batch = items[start:start + 500]
-                found.update(db.execute(
-                    f"SELECT f.handle, MAX(i.replication) FROM file_chunks f JOIN inodes i ON i.id = f.file_id "
-                    f"WHERE f.handle IN ({','.join('?' * len(batch))}) GROUP BY f.handle", batch).fetchall())
-            return found
+            return _pairs_in(db, "SELECT f.handle, MAX(i.replication) FROM file_chunks f JOIN inodes i "
+                                 "ON i.id = f.file_id WHERE f.handle IN ({marks}) GROUP BY f.handle", handles)
 
         return await self._query(op)
 
@@ -908,13 +913,7 @@ class SqliteMetadataStore:
 
     async def versions(self, handles: Sequence[int]) -> dict[int, int]:
         def op(db: sqlite3.Connection) -> dict[int, int]:
-            found: dict[int, int] = {}
-            items = list(handles)
-            for start in range(0, len(items), 500):
-                batch = items[start:start + 500]
-                found.update(db.execute(f"SELECT handle, version FROM chunks WHERE handle IN "
-                                        f"({','.join('?' * len(batch))})", batch).fetchall())
-            return found
+            return _pairs_in(db, "SELECT handle, version FROM chunks WHERE handle IN ({marks})", handles)
 
         return await self._query(op)
 

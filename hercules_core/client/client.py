@@ -12,10 +12,11 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import IO, Any
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from hercules_core import messages as m
+from hercules_core.client.pieces import UploadSource, rechunk
 from hercules_core.errors import (
     ChecksumMismatch,
     ChunkFull,
@@ -43,7 +44,6 @@ DATA_TIMEOUT = 20.0  # one push or mutation; a hung chunkserver fails it, and th
 READ_TIMEOUT = 10.0
 AVOID_FOR = 15.0  # a replica that just failed is tried last for this long
 RETRYABLE = (Unavailable, NotPrimary, StaleVersion, NotFound, ChecksumMismatch)
-UploadSource = bytes | bytearray | memoryview | AsyncIterable[Buffer] | Iterable[Buffer] | IO[bytes]
 
 
 class Client:
@@ -415,7 +415,7 @@ class Client:
                 sem.release()
 
         try:
-            async for piece in _rechunk(source, lambda: min(PIECE, self.chunk_size - offset % self.chunk_size)):
+            async for piece in rechunk(source, lambda: min(PIECE, self.chunk_size - offset % self.chunk_size)):
                 if failures:
                     break
                 await sem.acquire()
@@ -441,42 +441,6 @@ def _exists(message: str) -> HerculesError:
     from hercules_core.errors import AlreadyExists
 
     return AlreadyExists(message)
-
-
-async def _rechunk(source: UploadSource, next_size: Any) -> AsyncIterator[bytes]:
-    """Regroup any byte source into pieces of exactly ``next_size()`` bytes (the last may be short)."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        view = memoryview(source)
-        pos = 0
-        while pos < len(view):
-            size = next_size()
-            yield view[pos:pos + size]
-            pos += size
-        return
-    if hasattr(source, "read"):
-        loop = asyncio.get_running_loop()
-        while True:
-            piece = await loop.run_in_executor(None, source.read, next_size())
-            if not piece:
-                return
-            yield piece
-    buf = bytearray()
-    if hasattr(source, "__aiter__"):
-        async for part in source:
-            buf += part
-            while len(buf) >= next_size():
-                size = next_size()
-                yield bytes(buf[:size])
-                del buf[:size]
-    else:
-        for part in source:
-            buf += part
-            while len(buf) >= next_size():
-                size = next_size()
-                yield bytes(buf[:size])
-                del buf[:size]
-    if buf:
-        yield bytes(buf)
 
 
 async def connect(master: str, transport: str = "tcp", plugins: PluginManager | None = None,

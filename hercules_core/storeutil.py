@@ -164,6 +164,25 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str) -> None:
         os.close(fd)
 
 
+def create_sidecar(path: Path, sealed: bytes) -> None:
+    """Write the first record of a sidecar that does not exist yet: ``O_EXCL`` + one fdatasync.
+
+    No tmp file or rename is needed, since there is no old content to keep: a crash leaves no
+    file, an empty one or a torn record, which ``newest_record`` refuses. The caller makes the
+    file's directory entry durable (``fsync_dir``) before it reports the chunk as created.
+    """
+    record = _RECORD.pack(len(sealed)) + sealed
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        pwrite_all(fd, record, 0)
+        datasync(fd)
+    except BaseException:
+        os.close(fd)
+        unlink_quiet(path)
+        raise
+    os.close(fd)
+
+
 def newest_record(magic: bytes, raw: bytes, what: str) -> tuple[bytes, bool]:
     """The body of a sidecar's last intact record, and whether the log ended cleanly.
 
@@ -506,9 +525,10 @@ class BlockFileStore(abc.ABC, Generic[M]):
     def _recover_dir(self, directory: Path) -> int:
         """Clean one fan-out directory after a restart; return the bytes of live data files.
 
-        Removes tmp files, data files without a sidecar (a create or delete cut short),
-        superseded generations (a compaction cut short), and truncates bytes past what the
-        sidecar accounts for (an unacknowledged append).
+        Removes tmp files, data files without a sidecar (a create or delete cut short), chunks
+        a creation cut short left with a sidecar but no bytes (see ``_create_sync``), superseded
+        generations (a compaction cut short), and truncates bytes past what the sidecar accounts
+        for (an unacknowledged append).
         """
         metas: set[int] = set()
         datas: dict[int, list[tuple[int, Path]]] = {}
@@ -525,6 +545,8 @@ class BlockFileStore(abc.ABC, Generic[M]):
                 if parsed is not None:
                     datas.setdefault(parsed[0], []).append((parsed[1], path))
         used = 0
+        for handle in metas.difference(datas):
+            self._recover_dataless(handle)
         for handle, files in datas.items():
             if handle not in metas:
                 for _, path in files:
@@ -532,9 +554,15 @@ class BlockFileStore(abc.ABC, Generic[M]):
                 continue
             try:
                 meta = self._load(handle)
-            except ChecksumMismatch as exc:  # keep the evidence; reads of it will fail loudly
-                log.warning("chunk store %s: %s", self.root, exc)
-                used += sum(path.stat().st_size for _, path in files)
+            except ChecksumMismatch as exc:
+                sizes = [path.stat().st_size for _, path in files]
+                if not any(sizes):  # no intact record over no bytes: a creation cut short
+                    unlink_quiet(self._meta_path(handle))
+                    for _, path in files:
+                        unlink_quiet(path)
+                    continue
+                log.warning("chunk store %s: %s", self.root, exc)  # keep the evidence; reads fail loudly
+                used += sum(sizes)
                 continue
             for gen, path in files:
                 if gen != meta.gen:
@@ -548,8 +576,29 @@ class BlockFileStore(abc.ABC, Generic[M]):
                 used += size
         return used
 
+    def _recover_dataless(self, handle: int) -> None:
+        """A sidecar without any data file: a creation or deletion cut short when it names no
+        bytes (or has no intact record), so it is removed; otherwise the chunk lost its data."""
+        try:
+            meta = self._load(handle)
+        except ChecksumMismatch:
+            meta = None
+        if meta is None or self._expected_size(meta) == 0:
+            unlink_quiet(self._meta_path(handle))
+            self._rewrite.discard(handle)
+        else:
+            log.warning("chunk store %s: chunk %d: data file is missing", self.root, handle)
+
     def _create_sync(self, handle: int, version: int) -> None:
-        if self._meta_path(handle).exists():  # idempotent: the chunk keeps its bytes, takes the version
+        """A new chunk: its empty data file, then its sidecar (one fdatasync), then one fsync of
+        the directory, which makes both names durable before the creation is acknowledged.
+
+        A crash before that fsync returned leaves an unacknowledged creation in one of these
+        shapes, each removed by ``_recover_dir``: a data file without a sidecar, a sidecar with no
+        intact record over an empty data file, or a sidecar of an empty chunk without a data file.
+        """
+        meta_path = self._meta_path(handle)
+        if meta_path.exists():  # idempotent: the chunk keeps its bytes, takes the version
             meta = self._load(handle)
             meta.version = version
             self._save(handle, meta)
@@ -560,12 +609,19 @@ class BlockFileStore(abc.ABC, Generic[M]):
             fsync_dir(self._chunks)
         path = self._data_path(handle, 0)
         self._used.add(-unlink_quiet(path))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._save(handle, self.META(version, 0))  # type: ignore[arg-type]
+            create_sidecar(meta_path, seal(self.MAGIC, self.META(version, 0).encode()))
+        except BaseException:
+            unlink_quiet(path)
+            raise
+        try:
+            fsync_dir(directory)
+        except BaseException:
+            unlink_quiet(meta_path)  # not durable, so not created: a retry starts afresh
+            unlink_quiet(path)
+            raise
+        self._rewrite.discard(handle)
 
     def _open_data(self, handle: int, meta: M, flags: int) -> int:
         try:
@@ -767,6 +823,7 @@ __all__ = [
     "unlink_quiet",
     "unseal",
     "commit_sidecar",
+    "create_sidecar",
     "newest_record",
     "write_atomic",
 ]

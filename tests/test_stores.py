@@ -321,3 +321,99 @@ async def test_torn_sidecar_tail_is_skipped_and_the_log_restarts(name: str, tmp_
     async with open_store(name, tmp_path) as store:
         with pytest.raises(ChecksumMismatch):
             await store.read(1, 0, 10)
+
+
+# --- chunk creation: its syncs, and what a crash in the middle of it leaves -------------------
+
+
+def chunk_files(root_dir: Path, handle: int) -> list[str]:
+    return sorted(p.name for p in root_dir.glob(f"chunks/*/{handle:016x}*"))
+
+
+@both
+async def test_creation_costs_one_datasync_and_one_directory_fsync(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)  # its fan-out directory now exists
+        synced: list[str] = []
+        monkeypatch.setattr(storeutil, "datasync", lambda fd: synced.append("datasync"))
+        monkeypatch.setattr(storeutil, "fsync_dir", lambda path: synced.append(f"dir {Path(path).name}"))
+        monkeypatch.setattr(storeutil.os, "fsync", lambda fd: synced.append("fsync"))
+        await store.create(257, 1)  # same fan-out directory as chunk 1
+        assert synced == ["datasync", "dir 01"]
+    async with open_store(name, tmp_path) as store:
+        assert await store.info(257) == ChunkInfo(257, 1, 0)
+
+
+@both
+@pytest.mark.parametrize("cut", ["empty", "half a length", "half a record", "zeros"])
+async def test_torn_new_sidecar_is_an_interrupted_creation(name: str, cut: str, tmp_path: Path) -> None:
+    """A power loss while the first sidecar record was written: never acknowledged, so the chunk
+    is gone after the restart (not listed, not readable) and can be created again."""
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.create(2, 1)
+        await store.write(2, 0, b"kept")
+    meta = next(tmp_path.rglob("0000000000000001.meta"))
+    record = meta.read_bytes()
+    meta.write_bytes({"empty": b"", "half a length": record[:2], "half a record": record[:len(record) // 2],
+                      "zeros": bytes(len(record))}[cut])
+    async with open_store(name, tmp_path) as store:
+        assert chunk_files(tmp_path, 1) == []
+        assert await store.list() == [ChunkInfo(2, 1, 4)]
+        await store.create(1, 5)
+        assert await store.info(1) == ChunkInfo(1, 5, 0)
+        assert (await store.usage()).used_bytes == disk_bytes(name, tmp_path)
+
+
+@both
+async def test_new_sidecar_without_its_data_file_is_an_interrupted_creation(name: str, tmp_path: Path) -> None:
+    """Before the directory fsync either name may be lost: a sidecar naming no bytes whose data
+    file is missing is removed; a data file without a sidecar too (even an empty one)."""
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.create(2, 1)
+    (data1,) = data_files(name, tmp_path, 1)
+    data1.unlink()
+    next(tmp_path.rglob("0000000000000002.meta")).unlink()
+    async with open_store(name, tmp_path) as store:
+        assert chunk_files(tmp_path, 1) == chunk_files(tmp_path, 2) == []
+        assert list(await store.list()) == []
+        await store.create(1, 2)
+        await store.write(1, 0, b"abc")
+        assert await store.read(1, 0, 10) == b"abc"
+
+
+@both
+async def test_unreadable_sidecar_over_bytes_is_kept_as_evidence(name: str, tmp_path: Path) -> None:
+    """Only a sidecar over *no* bytes can be a creation cut short: one over data is corruption,
+    kept (and refused) rather than removed; a sidecar naming bytes whose data file is gone too."""
+    async with open_store(name, tmp_path) as store:
+        for handle in (1, 2):
+            await store.create(handle, 1)
+            await store.write(handle, 0, payload(100, seed=handle))
+    meta1 = next(tmp_path.rglob("0000000000000001.meta"))
+    meta1.write_bytes(meta1.read_bytes()[:5])
+    (data2,) = data_files(name, tmp_path, 2)
+    data2.unlink()
+    async with open_store(name, tmp_path) as store:
+        assert len(chunk_files(tmp_path, 1)) == 2
+        assert len(chunk_files(tmp_path, 2)) == 1
+        with pytest.raises(ChecksumMismatch):
+            await store.read(1, 0, 10)
+        with pytest.raises(ChecksumMismatch):
+            await store.read(2, 0, 10)
+
+
+@both
+async def test_failed_directory_fsync_leaves_no_chunk(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        with monkeypatch.context() as patch:
+            patch.setattr(storeutil, "fsync_dir", crash)
+            with pytest.raises(SimulatedCrash):
+                await store.create(257, 1)
+        assert chunk_files(tmp_path, 257) == []
+        await store.create(257, 2)
+        assert await store.info(257) == ChunkInfo(257, 2, 0)

@@ -112,6 +112,19 @@ class ChunkStoreContract:
         assert await store.info(1) == ChunkInfo(1, 2, len(data))
         assert await store.read(1, 0, len(data)) == data
 
+    async def test_created_chunks_survive_a_restart(self, root_dir: Path) -> None:
+        async with self.open_store(root_dir) as store:
+            await asyncio.gather(*(store.create(handle, handle + 1) for handle in range(1, 41)))
+        async with self.open_store(root_dir) as store:
+            assert sorted(await store.list(), key=lambda info: info.handle) == [
+                ChunkInfo(handle, handle + 1, 0) for handle in range(1, 41)]
+            await store.create(1, 9)  # still idempotent after the restart
+            assert await store.info(1) == ChunkInfo(1, 9, 0)
+            assert await store.write(2, 0, b"first bytes") == 11
+        async with self.open_store(root_dir) as store:
+            assert await store.info(1) == ChunkInfo(1, 9, 0)
+            assert await store.read(2, 0, 100) == b"first bytes"
+
     # -- writes -----------------------------------------------------------------------
 
     @pytest.mark.parametrize("offset, size", [

@@ -33,6 +33,7 @@ from hercules_core.storeutil import (
     BlockFileStore,
     ChunkMeta,
     datasync,
+    fsync_dir,
     pread_upto,
     pwrite_all,
     unlink_quiet,
@@ -192,6 +193,7 @@ class ZstdChunkStore(BlockFileStore[ZstdMeta]):
             if pieces:
                 pwrite_all(out, b"".join(pieces), pos - pending)
             datasync(out)
+            fsync_dir(new_path.parent)  # its name too, before a sidecar record names it
         except BaseException:
             os.close(out)
             unlink_quiet(new_path)

@@ -83,26 +83,31 @@ async def test_group_commit_isolates_failures_and_everything_acknowledged_surviv
         assert {"/before", "/after"} <= await names(store, "/")
 
 
-async def test_reads_and_close_see_every_queued_mutation(tmp_path: Path) -> None:
+async def test_lookups_see_every_acknowledged_mutation_and_close_waits_for_queued_ones(tmp_path: Path) -> None:
     async with open_store(tmp_path) as store:
         created = [asyncio.ensure_future(store.create(f"/f{i}", 1)) for i in range(50)]
-        stat = asyncio.ensure_future(store.stat("/f0"))
         handles = []
         for i in range(5):
             info = await created[i]
+            assert await store.stat(f"/f{i}") == info  # read-your-writes: acknowledged means visible
             handles.append((await store.add_chunk(info.file_id, 0)).handle)
-        assert (await stat).path == "/f0"
+            assert (await store.chunk(info.file_id, 0)).handle == handles[-1]
         await asyncio.gather(*created)
-        # queued in this order in one tick: each read sees exactly what was queued before it
-        early, made, late = await asyncio.gather(store.stat("/g"), store.create("/g", 1), store.stat("/g"),
-                                                 return_exceptions=True)
-        assert isinstance(early, NotFound) and late == made
+        # a lookup answers from committed state: before the create is even queued it finds nothing
+        early, made = await asyncio.gather(store.stat("/g"), store.create("/g", 1), return_exceptions=True)
+        assert isinstance(early, NotFound)
+        assert await store.stat("/g") == made
         assert await store.all_handles() == sorted(handles)
         assert await store.chunk_total() == 5
+        pending = [asyncio.ensure_future(store.create(f"/h{i}", 1)) for i in range(20)]
+        await asyncio.sleep(0)  # queued, not yet acknowledged: close() must still commit them
+    await asyncio.gather(*pending)
     with pytest.raises(HerculesError, match="not open"):
         await asyncio.wait_for(store.stat("/"), 5)  # refused after close, never left hanging
+    with pytest.raises(HerculesError, match="not open"):
+        await asyncio.wait_for(store.trash(), 5)
     async with open_store(tmp_path) as store:
-        assert len(await names(store, "/")) == 51  # /f0../f49 and /g
+        assert len(await names(store, "/")) == 71  # /f0../f49, /g and /h0../h19
 
 
 async def test_one_master_per_root_dir(tmp_path: Path) -> None:

@@ -4,8 +4,11 @@ The namespace is an inode table keyed by (parent, name), so renaming a directory
 one row update and lookups never need the whole tree in memory.
 
 Durability and group commit
-    All SQL runs on one dedicated thread, off the event loop. The event loop only puts
-    an operation on a queue and awaits a future. The thread takes the first queued
+    Every mutation, and every read that may scan much, runs on one dedicated thread, off
+    the event loop. (Short indexed lookups — stat, chunk locations, versions, listing
+    pages — are answered at once on the event loop from a second, read-only connection:
+    WAL readers see the last commit and never wait for the writer.) The event loop only
+    puts an operation on a queue and awaits a future. The thread takes the first queued
     operation and drains whatever else is waiting (up to ``batch_max``); the mutations
     among them run in ONE transaction, each inside its own SAVEPOINT (an operation that
     raises rolls back only its savepoint, and only its caller sees the exception), then
@@ -76,6 +79,7 @@ BATCH_MAX = 256  # mutations sharing one commit
 REQUEST_TTL = 3600.0  # seconds a request id is remembered
 PRUNE_EVERY = 60.0
 MAX_REQUEST_ID = 256
+LOOKUP_PAGE = 1000  # listing pages up to this size are answered on the event loop
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inodes (
@@ -226,6 +230,7 @@ class SqliteMetadataStore:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # the event loop's lookups (see ``_lookup``)
         self._lock_fd: int | None = None
         self._last_prune = 0.0
         self._closing = False
@@ -250,6 +255,24 @@ class SqliteMetadataStore:
 
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._submit(fn, False)
+
+    def _lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A short indexed read, answered at once on the caller's thread from committed state.
+
+        WAL lets this connection read while the db thread writes, so the hot lookups (stat,
+        chunk locations, versions) skip the queue and two thread hand-offs. Every mutation a
+        caller was told about is committed, hence visible; one read transaction makes the
+        few statements of a lookup see one snapshot.
+        """
+        db = self._reader
+        if db is None or self._closing:
+            raise HerculesError(f"metadata store {self._path} is not open")
+        db.execute("BEGIN")
+        try:
+            return fn(db)
+        finally:
+            db.execute("COMMIT")
+            self.counters["reads"] += 1
 
     def _serve(self, opened: _Op) -> None:
         try:
@@ -497,6 +520,13 @@ class SqliteMetadataStore:
         self._thread = threading.Thread(target=self._serve, args=(opened,), name="hercules-sqlite", daemon=True)
         self._thread.start()
         await opened.future
+        self._reader = self._open_reader()
+
+    def _open_reader(self) -> sqlite3.Connection:
+        reader = sqlite3.connect(self._path, isolation_level=None)
+        reader.execute("PRAGMA query_only=ON")
+        reader.execute(f"PRAGMA cache_size=-{int(self._cache_mib) * 1024}")
+        return reader
 
     async def close(self) -> None:
         thread = self._thread
@@ -506,6 +536,9 @@ class SqliteMetadataStore:
         loop = asyncio.get_running_loop()
         done = _Op(lambda db: None, False, loop.create_future(), loop)
         self._closing = True
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self._queue.put(_Stop(done))  # runs after everything queued before it
         await done.future
         await asyncio.to_thread(thread.join)
@@ -624,7 +657,7 @@ class SqliteMetadataStore:
             row = self._must(db, path)
             return _info(row, path, 0 if row[3] else self._count(db, row[0]))
 
-        return await self._query(op)
+        return self._lookup(op)
 
     async def stat_id(self, file_id: int) -> FileInfo:
         def op(db: sqlite3.Connection) -> FileInfo:
@@ -633,7 +666,7 @@ class SqliteMetadataStore:
                 raise NotFound(f"file id {file_id} no longer exists")
             return _info(row, self._path_of(db, file_id), 0 if row[3] else self._count(db, row[0]))
 
-        return await self._query(op)
+        return self._lookup(op)
 
     async def list(self, path: str, recursive: bool, limit: int, cursor: str) -> tuple[list[FileInfo], str]:
         def op(db: sqlite3.Connection) -> tuple[list[FileInfo], str]:
@@ -662,7 +695,7 @@ class SqliteMetadataStore:
             last = (rows[-1][9] if recursive else rows[-1][2]) if more else ""
             return entries, last
 
-        return await self._query(op)
+        return self._lookup(op) if 0 < limit <= LOOKUP_PAGE else await self._query(op)
 
     def _unlink(self, db: sqlite3.Connection, inode: int) -> list[int]:
         """Drop an inode subtree; return chunk handles no file references any more."""
@@ -836,7 +869,7 @@ class SqliteMetadataStore:
             return _pairs_in(db, "SELECT f.handle, MAX(i.replication) FROM file_chunks f JOIN inodes i "
                                  "ON i.id = f.file_id WHERE f.handle IN ({marks}) GROUP BY f.handle", handles)
 
-        return await self._query(op)
+        return self._lookup(op)
 
     async def rename(self, source: str, target: str, overwrite: bool, *,
                      request_id: str = "") -> FreedChunks:
@@ -877,7 +910,7 @@ class SqliteMetadataStore:
                              "ON c.handle = f.handle WHERE f.file_id = ? AND f.idx = ?", (file_id, index)).fetchone()
             return ChunkRef(row[0], index, row[1], row[2]) if row else None
 
-        return await self._query(op)
+        return self._lookup(op)
 
     async def last_chunk(self, file_id: int) -> ChunkRef | None:
         def op(db: sqlite3.Connection) -> ChunkRef | None:
@@ -886,7 +919,7 @@ class SqliteMetadataStore:
                              (file_id,)).fetchone()
             return ChunkRef(row[0], row[1], row[2], row[3]) if row else None
 
-        return await self._query(op)
+        return self._lookup(op)
 
     async def add_chunk(self, file_id: int, index: int) -> ChunkRef:
         def op(db: sqlite3.Connection) -> ChunkRef:
@@ -915,7 +948,7 @@ class SqliteMetadataStore:
         def op(db: sqlite3.Connection) -> dict[int, int]:
             return _pairs_in(db, "SELECT handle, version FROM chunks WHERE handle IN ({marks})", handles)
 
-        return await self._query(op)
+        return self._lookup(op)
 
     async def extend_size(self, file_id: int, size: int) -> None:
         def op(db: sqlite3.Connection) -> None:

@@ -648,7 +648,7 @@ class SqliteMetadataStore:
             cur = db.execute("INSERT INTO inodes (parent, name, is_dir, replication, ctime, mtime) "
                              "VALUES (?, ?, 0, ?, ?, ?)", (parent[0], name, replication, now, now))
             db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (now, parent[0]))
-            return _info(self._row(db, cur.lastrowid), path, 0)
+            return _info((cur.lastrowid, parent[0], name, 0, 0, replication, now, now), path, 0)
 
         return await self._mutate(self._once(request_id, f"create {path}", op))
 

@@ -96,6 +96,28 @@ class Rename:
     request_id: str = ""
 
 
+@message("beginupload")
+class BeginUpload:
+    """Start an upload to ``path``: refused now if the path is taken (and not ``overwrite``);
+    the reply is the hidden temporary file the data goes into."""
+
+    path: str
+    replication: int | None = None
+    overwrite: bool = False
+    request_id: str = ""
+
+
+@message("publish")
+class PublishUpload:
+    """Finish an upload in one atomic step: size, parent directories, rename into place."""
+
+    temp: str
+    path: str
+    size: int
+    overwrite: bool = False
+    request_id: str = ""
+
+
 @message("delete")
 class Delete:
     path: str
@@ -235,8 +257,11 @@ class HeartbeatReply:
 
 @message("mkchunk")
 class CreateChunk:
+    """A new (empty) chunk at ``version``; ``lease_seconds`` > 0 also makes the receiver its primary."""
+
     handle: int
     version: int
+    lease_seconds: float = 0.0
 
 
 @message("setversion")

@@ -223,6 +223,9 @@ def test_namespace_operations(gw: Http) -> None:
     ("GET", "/api/v1/chunk/handle?path=/errors/file", None, 400, "invalid_argument", "index"),
     ("GET", "/api/v1/chunk/servers?handle=999999", None, 404, "not_found", "999999"),
     ("GET", "/api/v1/chunk/servers?handle=x", None, 400, "invalid_argument", "handle"),
+    ("PUT", "/api/v1/files/errors/file", b"x", 409, "already_exists", "/errors/file: already exists"),
+    ("PUT", "/api/v1/files/errors/dir", b"x", 409, "is_a_directory", "/errors/dir: already exists"),
+    ("PUT", "/api/v1/files/errors/file/sub", b"x", 409, "not_a_directory", "a parent is a file"),
     ("GET", "/api/v1/files/errors/nothing", None, 404, "not_found", "nothing"),
     ("GET", "/api/v1/files/errors/dir", None, 400, "invalid_argument", "directory"),
     ("GET", "/api/v1/nope", None, 404, "not_found", "/api/v1/nope"),
@@ -237,6 +240,39 @@ def test_error_statuses(gw: Http, method: str, path: str, body: object, status: 
     if code is not None:
         assert got["error"]["code"] == code
         assert words in got["error"]["message"]
+
+
+def test_upload_protocol_checks_first_and_leaves_nothing_behind(cluster: LocalCluster) -> None:
+    from hercules_core import messages as m
+    from hercules_core.errors import AlreadyExists, InvalidArgument, NotFound
+
+    async def run() -> None:
+        client = await connect(cluster.master_addr)
+        try:
+            first = await client.upload("/uproto/deep/new/a.bin", b"a" * 5000)  # parents made on publish
+            assert (first.path, first.size, first.chunk_count) == ("/uproto/deep/new/a.bin", 5000, 1)
+            with pytest.raises(AlreadyExists):  # refused before any data moves
+                await client.upload("/uproto/deep/new/a.bin", b"b")
+            second = await client.upload("/uproto/deep/new/a.bin", b"c" * 10, overwrite=True)
+            assert (second.size, await client.read("/uproto/deep/new/a.bin")) == (10, b"c" * 10)
+            # a retried BeginUpload (same request id) gets the same hidden file
+            begin = m.BeginUpload("/uproto/b.bin", None, False, "retry-1")
+            temp = await client._master(begin)
+            assert await client._master(begin) == temp and temp.path.startswith("/.hercules/uploads/")
+            published = await client._master(m.PublishUpload(temp.path, "/uproto/b.bin", 0, False, "pub-1"))
+            assert published.path == "/uproto/b.bin" and published.file_id == temp.file_id
+            with pytest.raises(InvalidArgument, match="not an upload in progress"):
+                await client._master(m.PublishUpload("/uproto/b.bin", "/uproto/c.bin", 0, False, ""))
+            with pytest.raises(InvalidArgument, match="request id"):
+                await client._master(m.BeginUpload("/uproto/d.bin", None, False, "../../escape"))
+            with pytest.raises(NotFound):
+                await client._master(m.PublishUpload("/.hercules/uploads/none", "/uproto/e.bin", 0, False, ""))
+            uploads = await client.list("/.hercules/uploads")
+            assert [e.path for e in uploads.entries] == []
+        finally:
+            await client.close()
+
+    asyncio.run(run())
 
 
 def test_too_few_chunkservers_for_the_replication_is_503(gw: Http) -> None:

@@ -153,6 +153,35 @@ async def test_request_ids_replay_results_and_survive_restart(tmp_path: Path) ->
         assert await names(store, "/") == {"/a", "/b", "/snap"}
 
 
+async def test_publish_sizes_makes_parents_and_moves_in_one_step(tmp_path: Path) -> None:
+    async with open_store(tmp_path) as store:
+        await store.mkdir("/.hercules/uploads")
+        temp = await store.create("/.hercules/uploads/u1", 3)
+        chunk = await store.add_chunk(temp.file_id, 0)
+        info, freed = await store.publish("/.hercules/uploads/u1", "/a/b/c.bin", 4096, False, request_id="req-pub")
+        assert (info.path, info.file_id, info.size, info.chunk_count, freed) == \
+            ("/a/b/c.bin", temp.file_id, 4096, 1, FreedChunks([]))
+        assert (await store.stat("/a/b")).is_dir
+        assert await names(store, "/.hercules/uploads") == set()
+        # a retry after a lost reply gets the first answer, even though the source has moved
+        assert await store.publish("/.hercules/uploads/u1", "/a/b/c.bin", 4096, False,
+                                   request_id="req-pub") == (info, FreedChunks([]))
+
+        other = await store.create("/.hercules/uploads/u2", 3)
+        with pytest.raises(AlreadyExists, match="already exists"):
+            await store.publish("/.hercules/uploads/u2", "/a/b/c.bin", 10, False)
+        assert (await store.stat("/.hercules/uploads/u2")).size == 0  # all or nothing
+        replaced, freed = await store.publish("/.hercules/uploads/u2", "/a/b/c.bin", 10, True)
+        assert (replaced.file_id, replaced.size, freed) == (other.file_id, 10, FreedChunks([chunk.handle]))
+
+        await store.create("/.hercules/uploads/u3", 3)
+        with pytest.raises(AlreadyExists, match="a file is in the way"):
+            await store.publish("/.hercules/uploads/u3", "/a/b/c.bin/d", 1, False)
+        with pytest.raises(AlreadyExists):  # a directory is never replaced by a file
+            await store.publish("/.hercules/uploads/u3", "/a/b", 1, True)
+        assert (await store.stat("/.hercules/uploads/u3")).size == 0
+
+
 async def test_a_failed_request_is_not_recorded_and_old_ids_are_pruned(tmp_path: Path) -> None:
     async with open_store(tmp_path) as store:
         with pytest.raises(NotFound):

@@ -212,6 +212,8 @@ def _deliver(ops: list[_Op]) -> None:
 
 
 def _encode_result(result: Any) -> bytes | None:
+    if isinstance(result, tuple):  # (FileInfo, FreedChunks) of a publish: the freed part is not replayed
+        result = result[0]
     return codec.encode(result) if isinstance(result, FileInfo) else None
 
 
@@ -546,7 +548,8 @@ class SqliteMetadataStore:
     # -- request ids ----------------------------------------------------------------------------
 
     @staticmethod
-    def _once(request_id: str, what: str, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    def _once(request_id: str, what: str, fn: Callable[[sqlite3.Connection], T],
+              replay: Callable[[bytes | None], Any] | None = None) -> Callable[[sqlite3.Connection], T]:
         """``fn`` made idempotent under ``request_id``: recorded in its own transaction, replayed after."""
         if not request_id:
             return fn
@@ -559,7 +562,7 @@ class SqliteMetadataStore:
                 if row[0] != what:
                     raise InvalidArgument(f"request id {request_id!r} was already used for another request "
                                           f"({row[0]}), not {what}")
-                return _replay(row[1])
+                return (replay or _replay)(row[1])
             result = fn(db)
             db.execute("INSERT INTO requests (id, op, result, at) VALUES (?, ?, ?, ?)",
                        (request_id, what, _encode_result(result), time.time()))
@@ -607,25 +610,26 @@ class SqliteMetadataStore:
 
     # -- namespace ----------------------------------------------------------------------
 
-    async def mkdir(self, path: str) -> FileInfo:
-        def op(db: sqlite3.Connection) -> FileInfo:
-            row = self._row(db, ROOT_ID)
-            now = time.time()
-            for name in split(path):
-                if not row[3]:
-                    raise AlreadyExists(f"{path}: a file is in the way")
-                child = db.execute(f"SELECT {_COLS} FROM inodes i WHERE i.parent = ? AND i.name = ?",
-                                   (row[0], name)).fetchone()
-                if child is None:
-                    cur = db.execute("INSERT INTO inodes (parent, name, is_dir, ctime, mtime) "
-                                     "VALUES (?, ?, 1, ?, ?)", (row[0], name, now, now))
-                    child = self._row(db, cur.lastrowid)
-                row = child
+    def _make_dirs(self, db: sqlite3.Connection, path: str) -> tuple:
+        """mkdir -p: the row of the directory at ``path``, made with any missing parents."""
+        row = self._row(db, ROOT_ID)
+        now = time.time()
+        for name in split(path):
             if not row[3]:
                 raise AlreadyExists(f"{path}: a file is in the way")
-            return _info(row, path, 0)
+            child = db.execute(f"SELECT {_COLS} FROM inodes i WHERE i.parent = ? AND i.name = ?",
+                               (row[0], name)).fetchone()
+            if child is None:
+                cur = db.execute("INSERT INTO inodes (parent, name, is_dir, ctime, mtime) "
+                                 "VALUES (?, ?, 1, ?, ?)", (row[0], name, now, now))
+                child = (cur.lastrowid, row[0], name, 1, 0, 0, now, now)
+            row = child
+        if not row[3]:
+            raise AlreadyExists(f"{path}: a file is in the way")
+        return row
 
-        return await self._mutate(op)
+    async def mkdir(self, path: str) -> FileInfo:
+        return await self._mutate(lambda db: _info(self._make_dirs(db, path), path, 0))
 
     async def create(self, path: str, replication: int, exclusive: bool = True, *,
                      request_id: str = "") -> FileInfo:
@@ -871,36 +875,55 @@ class SqliteMetadataStore:
 
         return self._lookup(op)
 
+    def _move(self, db: sqlite3.Connection, source: str, target: str, overwrite: bool) -> FreedChunks:
+        if source == "/" or target == "/":
+            raise InvalidArgument("the root directory cannot be renamed")
+        src = self._must(db, source)
+        if target == source:
+            return FreedChunks([])
+        if src[3] and target.startswith(source + "/"):
+            raise InvalidArgument(f"cannot move {source} into itself ({target})")
+        parent_path, name = parent_and_name(target)
+        parent = self._resolve(db, parent_path)
+        if parent is None:
+            raise NotFound(f"{parent_path}: target directory does not exist")
+        if not parent[3]:
+            raise NotADirectory(f"{parent_path}: not a directory")
+        freed: list[int] = []
+        existing = db.execute("SELECT id, is_dir FROM inodes WHERE parent = ? AND name = ?",
+                              (parent[0], name)).fetchone()
+        if existing is not None:
+            if not overwrite or existing[1] or src[3]:
+                raise AlreadyExists(f"{target}: already exists")
+            freed = self._unlink(db, existing[0])
+        now = time.time()
+        db.execute("UPDATE inodes SET parent = ?, name = ?, mtime = ? WHERE id = ?",
+                   (parent[0], name, now, src[0]))
+        db.execute("UPDATE inodes SET mtime = ? WHERE id IN (?, ?)", (now, src[1], parent[0]))
+        return FreedChunks(freed)
+
     async def rename(self, source: str, target: str, overwrite: bool, *,
                      request_id: str = "") -> FreedChunks:
         def op(db: sqlite3.Connection) -> FreedChunks:
-            if source == "/" or target == "/":
-                raise InvalidArgument("the root directory cannot be renamed")
-            src = self._must(db, source)
-            if target == source:
-                return FreedChunks([])
-            if src[3] and target.startswith(source + "/"):
-                raise InvalidArgument(f"cannot move {source} into itself ({target})")
-            parent_path, name = parent_and_name(target)
-            parent = self._resolve(db, parent_path)
-            if parent is None:
-                raise NotFound(f"{parent_path}: target directory does not exist")
-            if not parent[3]:
-                raise NotADirectory(f"{parent_path}: not a directory")
-            freed: list[int] = []
-            existing = db.execute("SELECT id, is_dir FROM inodes WHERE parent = ? AND name = ?",
-                                  (parent[0], name)).fetchone()
-            if existing is not None:
-                if not overwrite or existing[1] or src[3]:
-                    raise AlreadyExists(f"{target}: already exists")
-                freed = self._unlink(db, existing[0])
-            now = time.time()
-            db.execute("UPDATE inodes SET parent = ?, name = ?, mtime = ? WHERE id = ?",
-                       (parent[0], name, now, src[0]))
-            db.execute("UPDATE inodes SET mtime = ? WHERE id IN (?, ?)", (now, src[1], parent[0]))
-            return FreedChunks(freed)
+            return self._move(db, source, target, overwrite)
 
         return await self._mutate(self._once(request_id, f"rename {source} {target}", op))
+
+    async def publish(self, source: str, target: str, size: int, overwrite: bool, *,
+                      request_id: str = "") -> tuple[FileInfo, FreedChunks]:
+        def op(db: sqlite3.Connection) -> tuple[FileInfo, FreedChunks]:
+            src = self._must(db, source)
+            if src[3]:
+                raise IsADirectory(f"{source}: is a directory")
+            self._make_dirs(db, parent_and_name(target)[0])
+            db.execute("UPDATE inodes SET size = MAX(size, ?) WHERE id = ?", (size, src[0]))
+            freed = self._move(db, source, target, overwrite)
+            return _info(self._row(db, src[0]), target, self._count(db, src[0])), freed
+
+        def replay(blob: bytes | None) -> tuple[FileInfo, FreedChunks]:
+            return codec.decode(blob), FreedChunks([])  # type: ignore[arg-type]
+
+        return await self._mutate(self._once(request_id, f"publish {source} {target}", op, replay))
 
     # -- chunks --------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from hercules_core.errors import (
     Unavailable,
 )
 from hercules_core.framing import FrameLimits
-from hercules_core.paths import UPLOADS, normalize, parent_and_name
+from hercules_core.paths import normalize
 from hercules_core.plugins.manager import PluginManager, make_plugin_manager
 from hercules_core.plugins.types import Buffer, TransportSpec
 from hercules_core.rpc import ConnectionPool
@@ -58,7 +58,6 @@ class Client:
         self._write_locs: dict[tuple[int, int], m.ChunkLocation] = {}
         self._read_locs: dict[tuple[int, int], tuple[m.ChunkLocation, float]] = {}
         self._append_at: dict[int, int] = {}
-        self._dirs: set[str] = set()  # directories this client made or saw (upload fast path)
         self._avoid: dict[str, float] = {}  # replica address -> monotonic time until which it is tried last
 
     async def start(self) -> "Client":
@@ -344,50 +343,23 @@ class Client:
 
     async def upload(self, path: str, source: UploadSource, *, overwrite: bool = False,
                      replication: int | None = None) -> m.FileInfo:
-        """Stream ``source`` into a new file, published atomically under ``path`` when complete."""
+        """Stream ``source`` into a new file, published atomically under ``path`` when complete.
+
+        Two master calls besides the data: one that checks the path and makes the hidden file
+        the data goes into, one that sizes it, makes the parents and renames it into place.
+        """
         path = normalize(path)
         await self._ready()
-        try:
-            existing = await self.stat(path)
-        except NotFound:
-            existing = None
-        if existing is not None and (existing.is_dir or not overwrite):
-            raise (IsADirectory if existing.is_dir else _exists)(f"{path}: already exists")
-        parent, _ = parent_and_name(path)
-        await self._ensure_dir(parent)
-        await self._ensure_dir(UPLOADS)
-        temp = f"{UPLOADS}/{_request_id()}"
-        try:
-            info = await self.create(temp, replication)
-        except NotFound:  # the uploads directory was removed since we made it
-            self._dirs.discard(UPLOADS)
-            await self._ensure_dir(UPLOADS)
-            info = await self.create(temp, replication)
+        info = await self._master(m.BeginUpload(path, replication, overwrite, _request_id()))
         try:
             size = await self._upload_into(info.file_id, source)
-            if size:
-                await self._master(m.ExtendSize(info.file_id, size))
-            try:
-                await self.rename(temp, path, overwrite=overwrite)
-            except NotFound:  # the parent was removed while we uploaded: make it again
-                self._dirs.discard(parent)
-                await self._ensure_dir(parent)
-                await self.rename(temp, path, overwrite=overwrite)
+            return await self._master(m.PublishUpload(info.path, path, size, overwrite, _request_id()))
         except BaseException:
             try:
-                await asyncio.shield(self.delete(temp))
+                await asyncio.shield(self.delete(info.path))
             except HerculesError:
                 pass
             raise
-        return await self.stat(path)
-
-    async def _ensure_dir(self, path: str) -> None:
-        """mkdir -p, remembered: repeated uploads into one directory cost no extra round trips."""
-        if path not in self._dirs:
-            await self.mkdir(path)
-            if len(self._dirs) > 10_000:
-                self._dirs.clear()
-            self._dirs.add(path)
 
     async def write_stream(self, path: str, offset: int, source: UploadSource) -> int:
         """Write a stream of any length at ``offset`` of an existing file; returns bytes written."""
@@ -437,12 +409,6 @@ def _request_id() -> str:
     """Unique, and ascending in time: the master's indexes of request ids and upload names
     then grow at their right edge, so one commit touches a few pages instead of one per id."""
     return f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
-
-
-def _exists(message: str) -> HerculesError:
-    from hercules_core.errors import AlreadyExists
-
-    return AlreadyExists(message)
 
 
 async def connect(master: str, transport: str = "tcp", plugins: PluginManager | None = None,

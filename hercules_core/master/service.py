@@ -9,21 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import uuid
 from typing import Any
 
 from hercules_core import messages as m
 from hercules_core.config import Config
-from hercules_core.errors import InvalidArgument, NoSpace, NotFound, TooFewChunkservers, Unavailable
+from hercules_core.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    IsADirectory,
+    NoSpace,
+    NotFound,
+    TooFewChunkservers,
+    Unavailable,
+)
 from hercules_core.master.cluster import Cluster, Lease
 from hercules_core.master.phi import PhiParams
 from hercules_core.master.store import ChunkRef, MetadataStore
-from hercules_core.paths import normalize
+from hercules_core.paths import UPLOADS, normalize, parent_and_name
 from hercules_core.plugins.types import PlacementPolicy
 from hercules_core.rpc import CallContext, ConnectionPool, Dispatcher
 
 log = logging.getLogger(__name__)
 MAX_REPLICATION = 16
+UPLOAD_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class MasterService:
@@ -246,6 +257,28 @@ class MasterService:
         finally:
             self._frozen.difference_update(handles)
 
+    async def _begin_upload(self, path: str, replication: int | None, overwrite: bool,
+                            request_id: str) -> m.FileInfo:
+        """Refuse a taken path before any data moves; create the hidden file the data goes into
+        (named after the request id, so a retried request finds the same file)."""
+        try:
+            existing = await self.store.stat(path)
+        except NotFound:
+            existing = None
+        if existing is not None and existing.is_dir:
+            raise IsADirectory(f"{path}: already exists and is a directory")
+        if existing is not None and not overwrite:
+            raise AlreadyExists(f"{path}: already exists")
+        if request_id and not UPLOAD_NAME.fullmatch(request_id):
+            raise InvalidArgument("an upload's request id must be 1-64 letters, digits, '-' or '_'")
+        temp = f"{UPLOADS}/{request_id or uuid.uuid4().hex}"
+        replication = self._replication(replication)
+        try:
+            return await self.store.create(temp, replication, request_id=request_id)
+        except NotFound:  # no uploads directory yet (or it was removed)
+            await self.store.mkdir(UPLOADS)
+            return await self.store.create(temp, replication, request_id=request_id)
+
     # -- handlers ------------------------------------------------------------------------------
 
     def _register_handlers(self) -> None:  # noqa: C901 - a flat table of small handlers
@@ -284,6 +317,22 @@ class MasterService:
                                        normalize(msg.target, what="target"), msg.overwrite, request_id=msg.request_id)
             self.cluster.forget(freed.handles)
             return m.Ok()
+
+        @on(m.BeginUpload)
+        async def begin_upload(msg: m.BeginUpload, data: memoryview, ctx: CallContext) -> m.FileInfo:
+            return await self._begin_upload(normalize(msg.path), msg.replication, msg.overwrite, msg.request_id)
+
+        @on(m.PublishUpload)
+        async def publish(msg: m.PublishUpload, data: memoryview, ctx: CallContext) -> m.FileInfo:
+            temp = normalize(msg.temp, what="temp")
+            if parent_and_name(temp)[0] != UPLOADS:
+                raise InvalidArgument(f"{temp} is not an upload in progress")
+            if msg.size < 0:
+                raise InvalidArgument("size must not be negative")
+            info, freed = await store.publish(temp, normalize(msg.path), msg.size, msg.overwrite,
+                                              request_id=msg.request_id)
+            self.cluster.forget(freed.handles)
+            return info
 
         @on(m.Delete)
         async def delete(msg: m.Delete, data: memoryview, ctx: CallContext) -> m.Ok:

@@ -14,7 +14,7 @@ What an implementation must guarantee (the built-in ``sqlite`` store is the refe
   with their start and return. A read issued after a mutation returned sees it.
 - **Handles and file ids are never reused,** also across restarts (and restores, where the
   store has one).
-- **Request ids.** ``create``, ``rename``, ``delete``, ``undelete`` and ``snapshot``
+- **Request ids.** ``create``, ``rename``, ``publish``, ``delete``, ``undelete`` and ``snapshot``
   take a keyword ``request_id``. When it is non-empty the store remembers (request id,
   result) in the same atomic commit as the mutation, for at least an hour; a second
   call with that id returns the remembered result without applying anything (a
@@ -69,6 +69,12 @@ class MetadataStore(Protocol):
     async def rename(self, source: str, target: str, overwrite: bool, *,
                      request_id: str = "") -> FreedChunks:
         """Move ``source`` to ``target``; a file it overwrites has its unshared chunks freed."""
+
+    async def publish(self, source: str, target: str, size: int, overwrite: bool, *,
+                      request_id: str = "") -> tuple[FileInfo, FreedChunks]:
+        """Finish an upload atomically: make ``target``'s parent directories, raise ``source``'s
+        size to at least ``size`` and move it to ``target`` as ``rename`` would; return the
+        published entry (on a replayed id: as first returned, with ``FreedChunks([])``)."""
 
     async def delete(self, path: str, recursive: bool, *, request_id: str = "") -> FreedChunks:
         """Move ``path`` to the trash (nothing is freed until ``purge_trash``)."""

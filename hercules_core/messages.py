@@ -160,6 +160,22 @@ class ChunkLocation:
     exists: bool = True
 
 
+@message("locate")
+class Locate:
+    """Open a file for reading: its entry and the locations of up to ``count`` chunks from
+    ``index`` in one call (no chunks for a directory)."""
+
+    path: str
+    index: int = 0
+    count: int = 1
+
+
+@message("located")
+class Located:
+    info: FileInfo
+    chunks: list[ChunkLocation]
+
+
 @message("extend")
 class ExtendSize:
     file_id: int

@@ -275,6 +275,34 @@ def test_upload_protocol_checks_first_and_leaves_nothing_behind(cluster: LocalCl
     asyncio.run(run())
 
 
+def test_locate_opens_a_file_with_its_first_chunk_locations(cluster: LocalCluster) -> None:
+    from hercules_core import messages as m
+    from hercules_core.errors import InvalidArgument, NotFound
+
+    async def run() -> None:
+        client = await connect(cluster.master_addr)
+        try:
+            size = 2 * MiB + 5  # FAST settings: 1 MiB chunks, so 3 chunks
+            info = await client.upload("/locate/f.bin", b"L" * size)
+            located = await client._master(m.Locate("/locate/f.bin", 1, 8))
+            assert located.info == info
+            assert [c.index for c in located.chunks] == [1, 2]  # stops at the end of the file
+            assert all(c.exists and len(c.replicas) == 3 for c in located.chunks)
+            assert (await client._master(m.Locate("/locate", 0, 8))).chunks == []
+            assert (await client._master(m.Locate("/locate/f.bin", 0, 0))).chunks == []
+            with pytest.raises(InvalidArgument, match="count"):
+                await client._master(m.Locate("/locate/f.bin", 0, 100_000))
+            with pytest.raises(InvalidArgument, match="negative"):
+                await client._master(m.Locate("/locate/f.bin", -1, 1))
+            with pytest.raises(NotFound):
+                await client._master(m.Locate("/locate/none", 0, 1))
+            assert await client.read("/locate/f.bin", MiB - 2, 4) == b"LLLL"  # across a chunk boundary
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+
+
 def test_too_few_chunkservers_for_the_replication_is_503(gw: Http) -> None:
     status, body = gw.json("PUT", "/api/v1/files/errors/wide.bin?replication=5", b"data")
     assert status == 503 and body["error"]["code"] == "too_few_chunkservers"

@@ -39,6 +39,7 @@ from hercules_core.rpc import ConnectionPool
 log = logging.getLogger(__name__)
 PIECE = 4 << 20  # unit of data movement: a write mutation or a read request
 READ_CACHE_TTL = 30.0
+LOCATE_AHEAD = 8  # chunk locations fetched with the file entry when a read starts
 RETRY_FOR = 45.0  # seconds a data operation keeps retrying through failures
 DATA_TIMEOUT = 20.0  # one push or mutation; a hung chunkserver fails it, and the retry goes elsewhere
 READ_TIMEOUT = 10.0
@@ -151,6 +152,20 @@ class Client:
         if info.is_dir:
             raise IsADirectory(f"{info.path}: is a directory")
         return info
+
+    async def _open(self, path: str, offset: int, length: int) -> m.FileInfo:
+        """Stat a file for reading and cache where its first chunks are, in one master call."""
+        await self._ready()
+        first = offset // self.chunk_size
+        wanted = (length + self.chunk_size - 1) // self.chunk_size + 1 if length >= 0 else LOCATE_AHEAD
+        located: m.Located = await self._master(m.Locate(normalize(path), first, min(wanted, LOCATE_AHEAD)))
+        if located.info.is_dir:
+            raise IsADirectory(f"{located.info.path}: is a directory")
+        now = time.monotonic()
+        for loc in located.chunks:
+            if loc.exists:
+                self._read_locs[(located.info.file_id, loc.index)] = (loc, now)
+        return located.info
 
     # -- locations ----------------------------------------------------------------------------
 
@@ -323,7 +338,7 @@ class Client:
         """Stream a file's bytes in order, fetching up to ``read_ahead`` pieces ahead."""
         if offset < 0:
             raise InvalidArgument("offset must not be negative")
-        info = await self._file(path)
+        info = await self._open(path, offset, length)
         end = info.size if length < 0 else min(info.size, offset + length)
         ahead: collections.deque[asyncio.Task[bytes]] = collections.deque()
         pieces = iter(self._pieces(offset, max(0, end - offset)))

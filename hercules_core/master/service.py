@@ -34,6 +34,7 @@ from hercules_core.rpc import CallContext, ConnectionPool, Dispatcher
 
 log = logging.getLogger(__name__)
 MAX_REPLICATION = 16
+MAX_LOCATE = 64  # chunk locations one Locate may ask for
 UPLOAD_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -70,6 +71,12 @@ class MasterService:
             expires = time.time() + (lease.expires - time.monotonic())
             replicas.sort(key=lambda a: a != primary)
         return m.ChunkLocation(ref.handle, ref.index, ref.version, replicas, primary, expires)
+
+    def _read_location(self, ref: ChunkRef | None, index: int) -> m.ChunkLocation:
+        """Where to read chunk ``index``; a chunk never created (absent, or version 0) reads as zeros."""
+        if ref is None or ref.version == 0:
+            return m.ChunkLocation(ref.handle if ref else 0, index, 0, [], exists=False)
+        return self._location(ref, self.cluster.leases.get(ref.handle))
 
     async def call(self, address: str, msg: Any, timeout: float = 10.0) -> Any:
         reply, _ = await self.pool.call(address, msg, timeout=timeout)
@@ -361,15 +368,27 @@ class MasterService:
             ref = await store.chunk(msg.file_id, msg.index)
             if ref is None:
                 if not msg.for_write:
-                    return m.ChunkLocation(0, msg.index, 0, [], exists=False)
+                    return self._read_location(None, msg.index)
                 ref, lease = await self._allocate(msg.file_id, msg.index)
                 return self._location(ref, lease)
             if msg.for_write:
                 ref, lease = await self._writable(msg.file_id, ref)
                 return self._location(ref, lease)
-            if ref.version == 0:  # never created: nothing was ever written there
-                return m.ChunkLocation(ref.handle, msg.index, 0, [], exists=False)
-            return self._location(ref, self.cluster.leases.get(ref.handle))
+            return self._read_location(ref, msg.index)
+
+        @on(m.Locate)
+        async def locate(msg: m.Locate, data: memoryview, ctx: CallContext) -> m.Located:
+            if msg.index < 0:
+                raise InvalidArgument("chunk index must not be negative")
+            if not 0 <= msg.count <= MAX_LOCATE:
+                raise InvalidArgument(f"count must be between 0 and {MAX_LOCATE}")
+            info = await store.stat(normalize(msg.path))
+            chunks = []
+            if not info.is_dir and info.size:
+                last = min(msg.index + msg.count, (info.size - 1) // self.config.chunk_size + 1)
+                for index in range(msg.index, last):
+                    chunks.append(self._read_location(await store.chunk(info.file_id, index), index))
+            return m.Located(info, chunks)
 
         @on(m.LastChunk)
         async def last_chunk(msg: m.LastChunk, data: memoryview, ctx: CallContext) -> m.ChunkLocation:

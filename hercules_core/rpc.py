@@ -33,6 +33,11 @@ class CallContext:
     peer: str
 
 
+def _time_out(fut: asyncio.Future[Frame]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 class RpcConnection:
     """Client side of one connection: many concurrent calls, matched by request id."""
 
@@ -40,7 +45,8 @@ class RpcConnection:
         self._conn = conn
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Frame]] = {}
-        self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+        self._loop = asyncio.get_running_loop()
+        self._reader = self._loop.create_task(self._read_loop())
         self.closed = False
 
     async def _read_loop(self) -> None:
@@ -69,17 +75,23 @@ class RpcConnection:
         if self.closed:
             raise Unavailable(f"connection to {self._conn.peer} is closed")
         request_id = next(self._ids) & 0xFFFFFFFF
-        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Frame] = self._loop.create_future()
         self._pending[request_id] = fut
+        timer: asyncio.TimerHandle | None = None
         try:
             await self._conn.write_frame(Frame(Kind.REQUEST, request_id, codec.encode(msg), data))
-            frame = await asyncio.wait_for(fut, timeout)
+            if timeout is not None:  # a timer handle, not wait_for: no extra task or future per call
+                timer = self._loop.call_later(timeout, _time_out, fut)
+            frame = await fut
+        except TimeoutError:  # an OSError too: the connection is dropped, as for any other failure
+            self.close()
+            raise Unavailable(f"{self._conn.peer} did not answer {type(msg).__name__} in {timeout}s") from None
         except (ConnectionError, OSError) as exc:
             self.close()
             raise Unavailable(f"{self._conn.peer}: {exc}") from None
-        except TimeoutError:
-            raise Unavailable(f"{self._conn.peer} did not answer {type(msg).__name__} in {timeout}s") from None
         finally:
+            if timer is not None:
+                timer.cancel()
             self._pending.pop(request_id, None)
         reply = codec.decode(frame.meta)
         if isinstance(reply, ErrorReply):
@@ -105,12 +117,7 @@ class ConnectionPool:
         self._dialing: dict[tuple[str, int], asyncio.Task[RpcConnection]] = {}
         self._turn = itertools.count()
 
-    async def _get(self, peer: str) -> RpcConnection:
-        slots = self._conns.setdefault(peer, [None] * self._per_peer)
-        slot = next(self._turn) % self._per_peer
-        conn = slots[slot]
-        if conn is not None and not conn.closed:
-            return conn
+    async def _get(self, peer: str, slots: list[RpcConnection | None], slot: int) -> RpcConnection:
         key = (peer, slot)
         task = self._dialing.get(key)
         if task is None:
@@ -130,7 +137,13 @@ class ConnectionPool:
         return RpcConnection(raw)
 
     async def call(self, peer: str, msg: Any, data: Buffer = b"", timeout: float | None = 30.0) -> Reply:
-        conn = await self._get(peer)
+        slots = self._conns.get(peer)
+        if slots is None:
+            slots = self._conns[peer] = [None] * self._per_peer
+        slot = next(self._turn) % self._per_peer
+        conn = slots[slot]
+        if conn is None or conn.closed:
+            conn = await self._get(peer, slots, slot)
         return await conn.call(msg, data, timeout)
 
     def drop(self, peer: str) -> None:
@@ -161,12 +174,13 @@ class Dispatcher:
     async def serve_connection(self, conn: FrameConnection) -> None:
         """Answer requests until the peer leaves; a bad frame closes only this connection."""
         ctx = CallContext(conn.peer)
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 frame = await conn.read_frame()
                 if frame.kind is not Kind.REQUEST:
                     raise ProtocolError("expected a request frame")
-                task = asyncio.get_running_loop().create_task(self._answer(conn, frame, ctx))
+                task = loop.create_task(self._answer(conn, frame, ctx))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         except (EOFError, ConnectionError, OSError, asyncio.CancelledError):

@@ -153,14 +153,13 @@ class Client:
             raise IsADirectory(f"{info.path}: is a directory")
         return info
 
-    async def _open(self, path: str, offset: int, length: int) -> m.FileInfo:
-        """Stat a file for reading and cache where its first chunks are, in one master call."""
+    async def open(self, path: str, offset: int = 0, length: int = -1) -> m.FileInfo:
+        """The entry at ``path`` (like ``stat``); for a file, where the chunks from ``offset`` are
+        is learnt in the same master call, so a ``download`` that follows starts at the replicas."""
         await self._ready()
-        first = offset // self.chunk_size
+        first = max(0, offset) // self.chunk_size
         wanted = (length + self.chunk_size - 1) // self.chunk_size + 1 if length >= 0 else LOCATE_AHEAD
         located: m.Located = await self._master(m.Locate(normalize(path), first, min(wanted, LOCATE_AHEAD)))
-        if located.info.is_dir:
-            raise IsADirectory(f"{located.info.path}: is a directory")
         now = time.monotonic()
         for loc in located.chunks:
             if loc.exists:
@@ -334,11 +333,15 @@ class Client:
         """Up to ``length`` bytes from ``offset`` (all of the rest if negative); short at the end."""
         return b"".join([piece async for piece in self.download(path, offset, length)])
 
-    async def download(self, path: str, offset: int = 0, length: int = -1) -> AsyncIterator[bytes]:
-        """Stream a file's bytes in order, fetching up to ``read_ahead`` pieces ahead."""
+    async def download(self, path: str, offset: int = 0, length: int = -1, *,
+                       info: m.FileInfo | None = None) -> AsyncIterator[bytes]:
+        """Stream a file's bytes in order, fetching up to ``read_ahead`` pieces ahead; ``info``
+        from a just-made ``open`` saves the master call."""
         if offset < 0:
             raise InvalidArgument("offset must not be negative")
-        info = await self._open(path, offset, length)
+        info = info or await self.open(path, offset, length)
+        if info.is_dir:
+            raise IsADirectory(f"{info.path}: is a directory")
         end = info.size if length < 0 else min(info.size, offset + length)
         ahead: collections.deque[asyncio.Task[bytes]] = collections.deque()
         pieces = iter(self._pieces(offset, max(0, end - offset)))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import attrs
@@ -174,6 +175,16 @@ class ChunkserverService:
             if isinstance(result, BaseException):
                 raise result
 
+    async def _take_version(self, state: ChunkState, handle: int, version: int, lease_seconds: float,
+                            record: Callable[[int, int], Awaitable[None]]) -> None:
+        """Move a chunk to ``version`` (``record`` makes it durable) and make this server its
+        primary for ``lease_seconds``, or end any lease it held (``lease_seconds`` 0)."""
+        async with state.lock:  # waits for a mutation in flight
+            if state.version != version:
+                await record(handle, version)
+                state.version, state.serial = version, 0
+            state.lease_expires = time.monotonic() + lease_seconds if lease_seconds else 0.0
+
     async def _apply(self, handle: int, offset: int, data: Buffer, pad_to: int) -> None:
         if pad_to:
             info = await self.store.info(handle)
@@ -195,8 +206,11 @@ class ChunkserverService:
 
         @on(m.CreateChunk)
         async def create(msg: m.CreateChunk, data: memoryview, ctx: CallContext) -> m.Ok:
-            await self.store.create(msg.handle, msg.version)
-            self.chunks.setdefault(msg.handle, ChunkState(msg.version)).version = msg.version
+            state = self.chunks.get(msg.handle)
+            if state is None:
+                await self.store.create(msg.handle, msg.version)
+                state = self.chunks.setdefault(msg.handle, ChunkState(msg.version))
+            await self._take_version(state, msg.handle, msg.version, msg.lease_seconds, self.store.create)
             self._added.append(m.ChunkReport(msg.handle, msg.version, 0))
             return m.Ok()
 
@@ -205,11 +219,7 @@ class ChunkserverService:
             state = self.chunks.get(msg.handle)
             if state is None:
                 raise NotFound(f"chunk {msg.handle} is not on {self.address}")
-            async with state.lock:
-                if state.version != msg.version:
-                    await self.store.set_version(msg.handle, msg.version)
-                    state.version, state.serial = msg.version, 0
-                state.lease_expires = time.monotonic() + msg.lease_seconds if msg.lease_seconds else 0.0
+            await self._take_version(state, msg.handle, msg.version, msg.lease_seconds, self.store.set_version)
             return m.Ok()
 
         @on(m.DeleteChunks)

@@ -145,10 +145,13 @@ class MasterService:
         version = 1 if ref is None else int(time.time())
         ref = ref or await self.store.add_chunk(file_id, index)
         ref = ChunkRef(ref.handle, ref.index, version, ref.refs)
+        lease_seconds = self.config.lease_seconds
         async with self.lock(ref.handle):  # lease requests for the new handle wait for its creation
+            # The first replica takes the lease with the chunk. Should the version below never be
+            # recorded, that lease is at a version no client learns of, and the retry moves on.
             results = await asyncio.gather(*(
-                self.call(str(s.address), m.CreateChunk(ref.handle, ref.version)) for s in chosen),
-                return_exceptions=True)
+                self.call(str(s.address), m.CreateChunk(ref.handle, ref.version, lease_seconds if n == 0 else 0.0))
+                for n, s in enumerate(chosen)), return_exceptions=True)
             created = set()
             for server, result in zip(chosen, results):
                 if isinstance(result, BaseException):
@@ -161,9 +164,7 @@ class MasterService:
             if isinstance(results[0], BaseException):
                 raise Unavailable(f"chunkserver {chosen[0].address} did not create chunk {ref.handle}: {results[0]}")
             await self.store.set_version(ref.handle, ref.version)
-            await self.call(str(chosen[0].address), m.SetVersion(ref.handle, ref.version, self.config.lease_seconds))
-            lease = Lease(chosen[0].server_id, ref.version, time.monotonic() + self.config.lease_seconds,
-                          frozenset(created))
+            lease = Lease(chosen[0].server_id, ref.version, time.monotonic() + lease_seconds, frozenset(created))
             self.cluster.leases[ref.handle] = lease
         return ref, lease
 

@@ -298,6 +298,10 @@ class HandleLocks:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def held(self, handle: int) -> bool:
+        """Whether someone holds or awaits ``handle``'s lock (a membership test: any thread may ask)."""
+        return handle in self._entries
+
     @asynccontextmanager
     async def hold(self, handle: int) -> AsyncIterator[None]:
         entry = self._entries.get(handle)
@@ -737,7 +741,8 @@ class BlockFileStore(abc.ABC, Generic[M]):
                 except NotFound:  # deleted while we scanned
                     continue
                 except ChecksumMismatch as exc:
-                    log.warning("chunk store %s: %s", self.root, exc)
+                    if not self._locks.held(parsed[0]):  # else: a sidecar still being created
+                        log.warning("chunk store %s: %s", self.root, exc)
                     continue
                 found.append(ChunkInfo(parsed[0], meta.version, meta.length))
         found.sort(key=lambda info: info.handle)

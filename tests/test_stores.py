@@ -417,3 +417,17 @@ async def test_failed_directory_fsync_leaves_no_chunk(
         assert chunk_files(tmp_path, 257) == []
         await store.create(257, 2)
         assert await store.info(257) == ChunkInfo(257, 2, 0)
+
+
+@both
+async def test_listing_skips_a_sidecar_being_created_quietly(
+        name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        meta = next(tmp_path.rglob("0000000000000001.meta"))
+        async with store._locks.hold(257):  # type: ignore[attr-defined]  # as a create in flight does
+            meta.with_name("0000000000000101.meta").write_bytes(b"")  # its first record not yet written
+            assert list(await store.list()) == [ChunkInfo(1, 1, 0)]
+        assert "chunk 257" not in caplog.text
+        assert list(await store.list()) == [ChunkInfo(1, 1, 0)]  # not in flight: corrupt, and said so
+        assert "chunk 257" in caplog.text

@@ -105,6 +105,13 @@ class BeginUpload:
     replication: int | None = None
     overwrite: bool = False
     request_id: str = ""
+    size_hint: int = 0  # > 0: data will follow, so the first chunk is allocated in the same call
+
+
+@message("uploadstarted")
+class UploadStarted:
+    temp: FileInfo
+    first_chunk: ChunkLocation | None = None  # with its lease, when ``size_hint`` > 0
 
 
 @message("publish")

@@ -256,9 +256,15 @@ def test_upload_protocol_checks_first_and_leaves_nothing_behind(cluster: LocalCl
             second = await client.upload("/uproto/deep/new/a.bin", b"c" * 10, overwrite=True)
             assert (second.size, await client.read("/uproto/deep/new/a.bin")) == (10, b"c" * 10)
             # a retried BeginUpload (same request id) gets the same hidden file
-            begin = m.BeginUpload("/uproto/b.bin", None, False, "retry-1")
-            temp = await client._master(begin)
-            assert await client._master(begin) == temp and temp.path.startswith("/.hercules/uploads/")
+            begin = m.BeginUpload("/uproto/b.bin", None, False, "retry-1", size_hint=10)
+            started = await client._master(begin)
+            temp, chunk0 = started.temp, started.first_chunk
+            assert chunk0 is not None and chunk0.index == 0 and chunk0.primary and len(chunk0.replicas) == 3
+            again = await client._master(begin)
+            assert (again.temp, again.first_chunk.handle, again.first_chunk.version) == \
+                (temp, chunk0.handle, chunk0.version)
+            assert temp.path.startswith("/.hercules/uploads/")
+            assert (await client._master(m.BeginUpload("/uproto/z.bin", None, False, "no-hint"))).first_chunk is None
             published = await client._master(m.PublishUpload(temp.path, "/uproto/b.bin", 0, False, "pub-1"))
             assert published.path == "/uproto/b.bin" and published.file_id == temp.file_id
             with pytest.raises(InvalidArgument, match="not an upload in progress"):
@@ -268,7 +274,8 @@ def test_upload_protocol_checks_first_and_leaves_nothing_behind(cluster: LocalCl
             with pytest.raises(NotFound):
                 await client._master(m.PublishUpload("/.hercules/uploads/none", "/uproto/e.bin", 0, False, ""))
             uploads = await client.list("/.hercules/uploads")
-            assert [e.path for e in uploads.entries] == []
+            assert [e.path for e in uploads.entries] == ["/.hercules/uploads/no-hint"]
+            await client.delete("/.hercules/uploads/no-hint")
         finally:
             await client.close()
 

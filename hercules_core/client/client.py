@@ -360,15 +360,22 @@ class Client:
                 task.cancel()
 
     async def upload(self, path: str, source: UploadSource, *, overwrite: bool = False,
-                     replication: int | None = None) -> m.FileInfo:
+                     replication: int | None = None, size: int | None = None) -> m.FileInfo:
         """Stream ``source`` into a new file, published atomically under ``path`` when complete.
 
         Two master calls besides the data: one that checks the path and makes the hidden file
-        the data goes into, one that sizes it, makes the parents and renames it into place.
+        the data goes into (and, when ``size`` is known and not 0, allocates its first chunk),
+        one that sizes it, makes the parents and renames it into place.
         """
         path = normalize(path)
         await self._ready()
-        info = await self._master(m.BeginUpload(path, replication, overwrite, _request_id()))
+        if size is None and isinstance(source, (bytes, bytearray, memoryview)):
+            size = memoryview(source).nbytes
+        started: m.UploadStarted = await self._master(
+            m.BeginUpload(path, replication, overwrite, _request_id(), size_hint=size or 0))
+        info = started.temp
+        if started.first_chunk is not None:
+            self._write_locs[(info.file_id, 0)] = started.first_chunk
         try:
             size = await self._upload_into(info.file_id, source)
             return await self._master(m.PublishUpload(info.path, path, size, overwrite, _request_id()))

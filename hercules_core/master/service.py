@@ -327,8 +327,12 @@ class MasterService:
             return m.Ok()
 
         @on(m.BeginUpload)
-        async def begin_upload(msg: m.BeginUpload, data: memoryview, ctx: CallContext) -> m.FileInfo:
-            return await self._begin_upload(normalize(msg.path), msg.replication, msg.overwrite, msg.request_id)
+        async def begin_upload(msg: m.BeginUpload, data: memoryview, ctx: CallContext) -> m.UploadStarted:
+            temp = await self._begin_upload(normalize(msg.path), msg.replication, msg.overwrite, msg.request_id)
+            if msg.size_hint <= 0:
+                return m.UploadStarted(temp)
+            ref, lease = await self._allocate(temp.file_id, 0)  # saves the first GetChunk round trip
+            return m.UploadStarted(temp, self._location(ref, lease))
 
         @on(m.PublishUpload)
         async def publish(msg: m.PublishUpload, data: memoryview, ctx: CallContext) -> m.FileInfo:

@@ -10,7 +10,9 @@ block bytes durable).
 
 Crash safety rests on one ordering: block bytes are made durable first, then the sidecar is
 replaced atomically. A crash in between leaves the old sidecar, whose CRCs either still match
-(the old chunk, intact) or expose the torn block as ``ChecksumMismatch``.
+(the old chunk, intact) or expose the torn block as ``ChecksumMismatch``. A new chunk has no old
+sidecar to keep: its files are created in place and one directory fsync makes them durable
+before the creation is acknowledged (``_create_sync``).
 """
 
 from __future__ import annotations

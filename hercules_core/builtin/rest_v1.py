@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
 from typing import Any
 
@@ -79,6 +79,18 @@ async def _body(request: web.Request, *required: str) -> dict[str, Any]:
         if not isinstance(body.get(name), str):
             raise InvalidArgument(f"JSON field {name!r} (a string) is required")
     return body
+
+
+async def _body_parts(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as received, one buffered frame at a time: no joins, so each byte is copied
+    once, into the piece it belongs to."""
+    content = request.content
+    while True:
+        data, end_of_http_chunk = await content.readchunk()
+        if data:
+            yield data
+        elif not end_of_http_chunk:  # (b"", False) is the end of the body
+            return
 
 
 def _file_path(request: web.Request) -> str:
@@ -168,18 +180,20 @@ class RestV1:
     async def read(self, request: web.Request) -> web.StreamResponse:
         path = _query_path(request)
         offset, length = _int(request, "offset", 0), _int(request, "length", -1, minimum=-1)
-        info = await self.client.stat(path)
+        info = await self.client.open(path, offset, length)
         if info.is_dir:
             raise InvalidArgument(f"{path} is a directory")
         end = info.size if length < 0 else min(info.size, offset + length)
-        return await self._stream(request, path, offset, max(0, end - offset), 200)
+        return await self._stream(request, info, offset, max(0, end - offset), 200)
 
-    async def _stream(self, request: web.Request, path: str, offset: int, length: int, status: int,
+    async def _stream(self, request: web.Request, info: FileInfo, offset: int, length: int, status: int,
                       headers: dict[str, str] | None = None) -> web.StreamResponse:
+        """Send ``length`` bytes from ``offset`` of the file ``info`` (from ``open``, so the first
+        chunks are already located), in the client's pieces as they arrive."""
         response = web.StreamResponse(status=status, headers={"Content-Type": "application/octet-stream",
                                                               **(headers or {})})
         response.content_length = length
-        pieces = self.client.download(path, offset, length)
+        pieces = self.client.download(info.path, offset, length, info=info)
         first = await anext(pieces, b"")  # fail before the status line is sent
         await response.prepare(request)
         if first:
@@ -191,7 +205,7 @@ class RestV1:
 
     async def write(self, request: web.Request) -> web.Response:
         path = _query_path(request)
-        written = await self.client.write_stream(path, _int(request, "offset", 0), request.content.iter_any())
+        written = await self.client.write_stream(path, _int(request, "offset", 0), _body_parts(request))
         return web.json_response({"path": path, "written": written})
 
     async def append(self, request: web.Request) -> web.Response:
@@ -234,14 +248,14 @@ class RestV1:
     async def put_file(self, request: web.Request) -> web.Response:
         path = _file_path(request)
         replication = _int(request, "replication", 0)
-        info = await self.client.upload(path, request.content.iter_any(),
+        info = await self.client.upload(path, _body_parts(request),
                                         overwrite=_bool(request.query.get("overwrite"), "overwrite"),
-                                        replication=replication or None)
+                                        replication=replication or None, size=request.content_length)
         return web.json_response(file_json(info), status=201)
 
     async def get_file(self, request: web.Request) -> web.StreamResponse:
         path = _file_path(request)
-        info = await self.client.stat(path)
+        info = await (self.client.stat(path) if request.method == "HEAD" else self.client.open(path))
         if info.is_dir:
             raise InvalidArgument(f"{path} is a directory; use /api/v1/list")
         headers = {"Accept-Ranges": "bytes", "Last-Modified": formatdate(info.mtime, usegmt=True)}
@@ -251,8 +265,8 @@ class RestV1:
         if "Range" in request.headers:
             offset, length = _parse_range(request.headers["Range"], info.size)
             headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
-            return await self._stream(request, path, offset, length, 206, headers)
-        return await self._stream(request, path, 0, info.size, 200, headers)
+            return await self._stream(request, info, offset, length, 206, headers)
+        return await self._stream(request, info, 0, info.size, 200, headers)
 
     async def delete_file(self, request: web.Request) -> web.Response:
         path = _file_path(request)

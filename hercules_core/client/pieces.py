@@ -3,15 +3,56 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import IO, Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import IO
 
 from hercules_core.plugins.types import Buffer
 
 UploadSource = bytes | bytearray | memoryview | AsyncIterable[Buffer] | Iterable[Buffer] | IO[bytes]
 
 
-async def rechunk(source: UploadSource, next_size: Any) -> AsyncIterator[bytes]:
+class PieceAssembler:
+    """Packs parts of any size into pieces of exactly ``next_size()`` bytes, copying each byte at most once.
+
+    A yielded piece is never touched again (its write may still be in flight): each piece gets a
+    fresh buffer, except that a ``bytes`` part (immutable) covering a whole piece is passed on as a
+    view. ``next_size()`` is asked when a piece is begun, after the previous one was taken.
+    """
+
+    def __init__(self, next_size: Callable[[], int]) -> None:
+        self._next_size = next_size
+        self._buf: bytearray | None = None
+        self._filled = 0
+
+    def add(self, part: Buffer) -> Iterator[Buffer]:
+        """The pieces that ``part`` completes, in order."""
+        view = memoryview(part).cast("B")
+        immutable = isinstance(view.obj, bytes)
+        pos, end = 0, len(view)
+        while pos < end:
+            if self._buf is None:
+                size = self._next_size()
+                if immutable and end - pos >= size:
+                    yield view[pos:pos + size]
+                    pos += size
+                    continue
+                self._buf = bytearray(size)
+            take = min(len(self._buf) - self._filled, end - pos)
+            self._buf[self._filled:self._filled + take] = view[pos:pos + take]
+            self._filled += take
+            pos += take
+            if self._filled == len(self._buf):
+                piece, self._buf, self._filled = self._buf, None, 0
+                yield piece
+
+    def rest(self) -> Buffer:
+        """The short last piece (empty if none); the assembler is empty afterwards."""
+        piece = memoryview(self._buf)[:self._filled] if self._buf is not None else memoryview(b"")
+        self._buf, self._filled = None, 0
+        return piece
+
+
+async def rechunk(source: UploadSource, next_size: Callable[[], int]) -> AsyncIterator[Buffer]:
     """Regroup any byte source into pieces of exactly ``next_size()`` bytes (the last may be short)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         view = memoryview(source)
@@ -28,20 +69,15 @@ async def rechunk(source: UploadSource, next_size: Any) -> AsyncIterator[bytes]:
             if not piece:
                 return
             yield piece
-    buf = bytearray()
+    assembler = PieceAssembler(next_size)
     if hasattr(source, "__aiter__"):
         async for part in source:
-            buf += part
-            while len(buf) >= next_size():
-                size = next_size()
-                yield bytes(buf[:size])
-                del buf[:size]
+            for piece in assembler.add(part):
+                yield piece
     else:
         for part in source:
-            buf += part
-            while len(buf) >= next_size():
-                size = next_size()
-                yield bytes(buf[:size])
-                del buf[:size]
-    if buf:
-        yield bytes(buf)
+            for piece in assembler.add(part):
+                yield piece
+    last = assembler.rest()
+    if len(last):
+        yield last

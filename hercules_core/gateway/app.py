@@ -16,6 +16,9 @@ from hercules_core.plugins.types import GatewayContext
 from hercules_core.roles import frame_limits
 
 log = logging.getLogger(__name__)
+# An upload body is buffered up to twice this per connection before its socket is paused (aiohttp's
+# default, 64 KiB, pauses and resumes the socket every 128 KiB).
+READ_BUFSIZE = 1 << 20
 CONTEXT_KEY: web.AppKey[GatewayContext] = web.AppKey("hercules", GatewayContext)
 
 
@@ -57,7 +60,7 @@ async def start_gateway(stack: AsyncExitStack, plugins: PluginManager, config: C
     stack.push_async_callback(client.close)
     ctx = GatewayContext(client=client, config=config)
     app = build_app(ctx, plugins, config.routes)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, read_bufsize=READ_BUFSIZE)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     address = config.gateway_address()

@@ -294,10 +294,12 @@ class Client:
             await self._master(m.ExtendSize(info.file_id, offset + len(data)))
             return offset
 
-    async def _read_piece(self, file_id: int, offset: int, length: int) -> bytes:
+    async def _read_piece(self, file_id: int, offset: int, length: int) -> Buffer:
+        """``length`` bytes at ``offset`` from one replica; the received frame's data is passed on
+        as is (it is owned, never reused by the transport), so a read copies nothing here."""
         index, within = divmod(offset, self.chunk_size)
 
-        async def attempt() -> bytes:
+        async def attempt() -> Buffer:
             loc = await self._read_location(file_id, index)
             if not loc.exists:
                 return bytes(length)
@@ -318,7 +320,11 @@ class Client:
                     errors.append(exc)
                     self._avoid[replica] = time.monotonic() + AVOID_FOR
                     continue
-                return bytes(data) + bytes(length - len(data)) if len(data) < length else bytes(data)
+                if len(data) < length:  # beyond what the chunk holds reads as zeros
+                    padded = bytearray(length)
+                    padded[:len(data)] = data
+                    return padded
+                return data
             raise errors[-1]
 
         return await self._retrying(file_id, index, attempt)

@@ -59,11 +59,16 @@ class Gateway:
         return info
 
     async def get_verify(self, path: str, size: int, crc: int) -> int:
-        """GET a whole file, streamed; its length and CRC32C must match what was written."""
+        """GET a whole file, streamed; its length and CRC32C must match what was written.
+
+        Pieces are taken as they arrive (``iter_any``): regrouping them into fixed sizes
+        (``iter_chunked``) costs this process about three times the CPU, which on a small
+        machine is taken from the cluster being measured.
+        """
         got, value = 0, 0
         async with self.session.get(self._file_url(path)) as resp:
             await self._check(resp, 200)
-            async for piece in resp.content.iter_chunked(STREAM_PIECE):
+            async for piece in resp.content.iter_any():
                 value = crc32c.crc32c(piece, value)
                 got += len(piece)
                 if got > size:

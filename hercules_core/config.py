@@ -89,7 +89,7 @@ class Config:
     zstd_level: int = 3
     capacity_bytes: int = 0
     max_frame_data: int = attrs.field(default=16 * MiB, validator=_positive)
-    gateway_max_inflight: int = attrs.field(default=64, validator=_positive)
+    gateway_max_inflight: int = attrs.field(default=32, validator=_positive)  # transfers streaming at once
 
     # --- derived values ------------------------------------------------------------
 

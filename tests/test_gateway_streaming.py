@@ -127,3 +127,47 @@ def test_write_in_odd_pieces_at_an_offset_and_holes_read_as_zeros(cluster: Local
     assert got == head + bytes(at - len(head)) + tail
     status, _, got = gw.request("GET", f"/api/v1/read?path=/odd/holes.bin&offset=900&length={MiB}")
     assert status == 200 and got == head[900:] + bytes(MiB - 100)
+
+
+def test_transfers_beyond_the_limit_wait_their_turn(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With HERCULES_GATEWAY_MAX_INFLIGHT=1 a download waits while an upload is streaming, then
+    completes; the gateway's data in flight is bounded by the number of transfers."""
+    import threading
+    import time
+
+    from tests.helpers import FAST
+
+    settings = {**FAST, "HERCULES_GATEWAY_MAX_INFLIGHT": "1"}
+    with LocalCluster(tmp_path_factory.mktemp("limited"), settings=settings) as limited:
+        gw = Http(limited.gateway_url)
+        assert gw.json("PUT", "/api/v1/files/limit/a.bin", b"a" * 1000)[0] == 201
+        url = urlsplit(limited.gateway_url)
+        slow = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        body = random.randbytes(2 * MiB)
+        slow.putrequest("PUT", "/api/v1/files/limit/slow.bin")
+        slow.putheader("Content-Length", str(len(body)))
+        slow.endheaders()
+        slow.send(body[:MiB])  # the upload holds the only transfer slot until the rest arrives
+        got: dict[str, object] = {}
+
+        def download() -> None:
+            reader = Http(limited.gateway_url)
+            got["response"] = reader.request("GET", "/api/v1/files/limit/a.bin")
+            got["at"] = time.monotonic()
+            reader.close()
+
+        thread = threading.Thread(target=download)
+        thread.start()
+        thread.join(1.5)
+        assert "response" not in got  # waiting for the slot
+        finished_upload = time.monotonic()
+        slow.send(body[MiB:])
+        response = slow.getresponse()
+        assert response.status == 201, response.read()
+        thread.join(30)
+        status, _, data = got["response"]  # type: ignore[misc]
+        assert (status, data) == (200, b"a" * 1000)
+        assert got["at"] >= finished_upload  # type: ignore[operator]
+        assert gw.request("GET", "/api/v1/files/limit/slow.bin")[2] == body
+        slow.close()
+        gw.close()

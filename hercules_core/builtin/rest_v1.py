@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
@@ -124,7 +125,14 @@ def _parse_range(header: str, size: int) -> tuple[int, int]:
 
 @attrs.define
 class RestV1:
+    """The handlers. At most ``gateway_max_inflight`` uploads and downloads move data at once
+    (each holds a few pieces in memory); more wait their turn, so the gateway's memory is bounded."""
+
     ctx: GatewayContext
+    transfers: asyncio.Semaphore = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.transfers = asyncio.Semaphore(self.ctx.config.gateway_max_inflight)
 
     @property
     def client(self) -> Any:
@@ -193,19 +201,21 @@ class RestV1:
         response = web.StreamResponse(status=status, headers={"Content-Type": "application/octet-stream",
                                                               **(headers or {})})
         response.content_length = length
-        pieces = self.client.download(info.path, offset, length, info=info)
-        first = await anext(pieces, b"")  # fail before the status line is sent
-        await response.prepare(request)
-        if first:
-            await response.write(first)
-        async for piece in pieces:
-            await response.write(piece)
+        async with self.transfers:
+            pieces = self.client.download(info.path, offset, length, info=info)
+            first = await anext(pieces, b"")  # fail before the status line is sent
+            await response.prepare(request)
+            if first:
+                await response.write(first)
+            async for piece in pieces:
+                await response.write(piece)
         await response.write_eof()
         return response
 
     async def write(self, request: web.Request) -> web.Response:
         path = _query_path(request)
-        written = await self.client.write_stream(path, _int(request, "offset", 0), _body_parts(request))
+        async with self.transfers:
+            written = await self.client.write_stream(path, _int(request, "offset", 0), _body_parts(request))
         return web.json_response({"path": path, "written": written})
 
     async def append(self, request: web.Request) -> web.Response:
@@ -248,9 +258,10 @@ class RestV1:
     async def put_file(self, request: web.Request) -> web.Response:
         path = _file_path(request)
         replication = _int(request, "replication", 0)
-        info = await self.client.upload(path, _body_parts(request),
-                                        overwrite=_bool(request.query.get("overwrite"), "overwrite"),
-                                        replication=replication or None, size=request.content_length)
+        overwrite = _bool(request.query.get("overwrite"), "overwrite")
+        async with self.transfers:
+            info = await self.client.upload(path, _body_parts(request), overwrite=overwrite,
+                                            replication=replication or None, size=request.content_length)
         return web.json_response(file_json(info), status=201)
 
     async def get_file(self, request: web.Request) -> web.StreamResponse:

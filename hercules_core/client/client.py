@@ -340,7 +340,7 @@ class Client:
         return b"".join([piece async for piece in self.download(path, offset, length)])
 
     async def download(self, path: str, offset: int = 0, length: int = -1, *,
-                       info: m.FileInfo | None = None) -> AsyncIterator[bytes]:
+                       info: m.FileInfo | None = None) -> AsyncIterator[Buffer]:
         """Stream a file's bytes in order, fetching up to ``read_ahead`` pieces ahead; ``info``
         from a just-made ``open`` saves the master call."""
         if offset < 0:
@@ -349,7 +349,7 @@ class Client:
         if info.is_dir:
             raise IsADirectory(f"{info.path}: is a directory")
         end = info.size if length < 0 else min(info.size, offset + length)
-        ahead: collections.deque[asyncio.Task[bytes]] = collections.deque()
+        ahead: collections.deque[asyncio.Task[Buffer]] = collections.deque()
         pieces = iter(self._pieces(offset, max(0, end - offset)))
         try:
             while True:
@@ -409,7 +409,7 @@ class Client:
         failures: list[BaseException] = []
         offset = start
 
-        async def one(off: int, piece: bytes) -> None:
+        async def one(off: int, piece: Buffer) -> None:
             try:
                 await self._write_piece(file_id, off, piece)
             except BaseException as exc:

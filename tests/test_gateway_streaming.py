@@ -78,6 +78,20 @@ def test_whole_bytes_pieces_are_passed_on_without_a_copy() -> None:
     assert all(isinstance(p, memoryview) and p.obj is part for p in pieces)
 
 
+@pytest.mark.parametrize("total_error", [0, -1000, 1000])
+def test_a_known_total_sizes_the_buffers_and_never_changes_the_bytes(total_error: int) -> None:
+    rng = random.Random(total_error)
+    data = rng.randbytes(20_000)
+    assembler = PieceAssembler(lambda: 8192, total=len(data) + total_error)
+    pieces = [bytes(p) for part in _odd_parts(data, rng) for p in assembler.add(part)]
+    pieces.append(bytes(assembler.rest()))
+    assert b"".join(pieces) == data
+    if total_error == 0:  # the last piece's buffer is as small as what is left
+        assert [len(p) for p in pieces] == [8192, 8192, 3616, 0]
+    small = list(PieceAssembler(lambda: 4 << 20, total=4096).add(bytes(4096)))
+    assert [len(p) for p in small] == [4096]  # a 4 KiB upload is one 4 KiB piece, not a 4 MiB buffer
+
+
 def _send(url: str, method: str, path: str, parts: list[Buffer], length: int | None) -> tuple[int, bytes]:
     """One request whose body goes out part by part, chunked unless ``length`` is given."""
     where = urlsplit(url)

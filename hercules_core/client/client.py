@@ -383,7 +383,7 @@ class Client:
         if started.first_chunk is not None:
             self._write_locs[(info.file_id, 0)] = started.first_chunk
         try:
-            size = await self._upload_into(info.file_id, source)
+            size = await self._upload_into(info.file_id, source, total=size)
             return await self._master(m.PublishUpload(info.path, path, size, overwrite, _request_id()))
         except BaseException:
             try:
@@ -402,7 +402,8 @@ class Client:
             await self._master(m.ExtendSize(info.file_id, end))
         return end - offset
 
-    async def _upload_into(self, file_id: int, source: UploadSource, start: int = 0) -> int:
+    async def _upload_into(self, file_id: int, source: UploadSource, start: int = 0,
+                           total: int | None = None) -> int:
         """Write ``source`` from ``start`` with up to ``window`` pieces in flight; return the end offset."""
         sem = asyncio.Semaphore(self.window)
         tasks: set[asyncio.Task[None]] = set()
@@ -418,7 +419,10 @@ class Client:
                 sem.release()
 
         try:
-            async for piece in rechunk(source, lambda: min(PIECE, self.chunk_size - offset % self.chunk_size)):
+            def next_size() -> int:
+                return min(PIECE, self.chunk_size - offset % self.chunk_size)
+
+            async for piece in rechunk(source, next_size, total):
                 if failures:
                     break
                 await sem.acquire()

@@ -19,9 +19,10 @@ class PieceAssembler:
     view. ``next_size()`` is asked when a piece is begun, after the previous one was taken.
     """
 
-    def __init__(self, next_size: Callable[[], int]) -> None:
+    def __init__(self, next_size: Callable[[], int], total: int | None = None) -> None:
         self._next_size = next_size
-        self._buf: bytearray | None = None
+        self._left = total  # bytes still expected, when the source said how many: a small upload's
+        self._buf: bytearray | None = None  # buffer is its size, not a whole piece's
         self._filled = 0
 
     def add(self, part: Buffer) -> Iterator[Buffer]:
@@ -32,7 +33,10 @@ class PieceAssembler:
         while pos < end:
             if self._buf is None:
                 size = self._next_size()
+                if self._left is not None and self._left > 0:
+                    size = min(size, self._left)
                 if immutable and end - pos >= size:
+                    self._took(size)
                     yield view[pos:pos + size]
                     pos += size
                     continue
@@ -43,7 +47,12 @@ class PieceAssembler:
             pos += take
             if self._filled == len(self._buf):
                 piece, self._buf, self._filled = self._buf, None, 0
+                self._took(len(piece))
                 yield piece
+
+    def _took(self, size: int) -> None:
+        if self._left is not None:
+            self._left -= size
 
     def rest(self) -> Buffer:
         """The short last piece (empty if none); the assembler is empty afterwards."""
@@ -52,8 +61,10 @@ class PieceAssembler:
         return piece
 
 
-async def rechunk(source: UploadSource, next_size: Callable[[], int]) -> AsyncIterator[Buffer]:
-    """Regroup any byte source into pieces of exactly ``next_size()`` bytes (the last may be short)."""
+async def rechunk(source: UploadSource, next_size: Callable[[], int], total: int | None = None
+                  ) -> AsyncIterator[Buffer]:
+    """Regroup any byte source into pieces of exactly ``next_size()`` bytes (the last may be short);
+    ``total``, the source's length if known, only sizes the buffers."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         view = memoryview(source)
         pos = 0
@@ -69,7 +80,7 @@ async def rechunk(source: UploadSource, next_size: Callable[[], int]) -> AsyncIt
             if not piece:
                 return
             yield piece
-    assembler = PieceAssembler(next_size)
+    assembler = PieceAssembler(next_size, total)
     if hasattr(source, "__aiter__"):
         async for part in source:
             for piece in assembler.add(part):

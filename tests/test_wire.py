@@ -245,6 +245,24 @@ def test_eof_inside_a_frame_is_a_protocol_error(run: Callable[..., Any]) -> None
     run(main())
 
 
+def test_a_half_closed_peer_still_gets_answers(run: Callable[..., Any]) -> None:
+    async def main() -> bytes:
+        async with Collector() as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.address.port)
+            conn = await server.accept()
+            writer.write(_wire(_frames(1)))
+            writer.write_eof()
+            assert await _read_all(conn) == _frames(1)  # the request, then EOF
+            answer = Frame(Kind.RESPONSE, 0, b"answer", b"data")
+            await conn.write_frame(answer)
+            conn.close()
+            got = await reader.read()
+            writer.close()
+            return got
+
+    assert run(main()) == _wire([Frame(Kind.RESPONSE, 0, b"answer", b"data")])
+
+
 def test_malformed_header_closes_only_that_connection(run: Callable[..., Any]) -> None:
     async def main() -> None:
         dispatcher = Dispatcher("test")

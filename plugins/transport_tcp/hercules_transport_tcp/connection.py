@@ -75,25 +75,24 @@ class TcpConnection(asyncio.BufferedProtocol):
         except ProtocolError as exc:
             self._finish(exc)
             self.close()
+            self._wake_reader()
         if rx.frames:
             if not self._read_paused and (len(rx.frames) > MAX_UNREAD_FRAMES or rx.queued_bytes > MAX_UNREAD_BYTES):
-                self._read_paused = True
-                assert self._transport is not None
-                self._transport.pause_reading()
+                transport = self._transport
+                if transport is not None and not transport.is_closing():
+                    self._read_paused = True
+                    transport.pause_reading()
             self._wake_reader()
 
     def eof_received(self) -> bool:
-        return False  # close our side too: a peer that stops sending is gone
+        self._ended()
+        return True  # the peer may still read our answers; the owner closes after read_frame's EOFError
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         if exc is not None:
             self._finish(exc)
-        elif self._rx.inside_frame:
-            self._finish(ProtocolError(f"connection from {self.peer} closed inside a frame"))
-        else:
-            self._finish(EOFError())
-        self._wake_reader()
+        self._ended()
         self._wake_writers()
         if not self._closed.done():
             self._closed.set_result(None)
@@ -163,6 +162,14 @@ class TcpConnection(asyncio.BufferedProtocol):
         """Remember the first reason the stream ended; read_frame raises it after the queued frames."""
         if self._end is None:
             self._end = exc
+
+    def _ended(self) -> None:
+        """No more bytes will come: EOF, or a protocol error if it cut a frame short."""
+        if self._rx.inside_frame:
+            self._finish(ProtocolError(f"connection from {self.peer} closed inside a frame"))
+        else:
+            self._finish(EOFError())
+        self._wake_reader()
 
     def _wake_reader(self) -> None:
         if self._reader is not None and not self._reader.done():

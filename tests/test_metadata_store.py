@@ -156,8 +156,11 @@ async def test_request_ids_replay_results_and_survive_restart(tmp_path: Path) ->
 async def test_publish_sizes_makes_parents_and_moves_in_one_step(tmp_path: Path) -> None:
     async with open_store(tmp_path) as store:
         await store.mkdir("/.hercules/uploads")
-        temp = await store.create("/.hercules/uploads/u1", 3)
-        chunk = await store.add_chunk(temp.file_id, 0)
+        temp = await store.create("/.hercules/uploads/u1", 3, request_id="req-begin", first_chunk=True)
+        chunk = await store.chunk(temp.file_id, 0)  # made in the same commit, not yet created anywhere
+        assert (temp.chunk_count, chunk.version) == (1, 0)
+        assert await store.create("/.hercules/uploads/u1", 3, request_id="req-begin", first_chunk=True) == temp
+        assert await store.add_chunk(temp.file_id, 0) == chunk
         info, freed = await store.publish("/.hercules/uploads/u1", "/a/b/c.bin", 4096, False, request_id="req-pub")
         assert (info.path, info.file_id, info.size, info.chunk_count, freed) == \
             ("/a/b/c.bin", temp.file_id, 4096, 1, FreedChunks([]))

@@ -632,7 +632,7 @@ class SqliteMetadataStore:
         return await self._mutate(lambda db: _info(self._make_dirs(db, path), path, 0))
 
     async def create(self, path: str, replication: int, exclusive: bool = True, *,
-                     request_id: str = "") -> FileInfo:
+                     request_id: str = "", first_chunk: bool = False) -> FileInfo:
         def op(db: sqlite3.Connection) -> FileInfo:
             parent_path, name = parent_and_name(path)
             if not name:
@@ -652,7 +652,9 @@ class SqliteMetadataStore:
             cur = db.execute("INSERT INTO inodes (parent, name, is_dir, replication, ctime, mtime) "
                              "VALUES (?, ?, 0, ?, ?, ?)", (parent[0], name, replication, now, now))
             db.execute("UPDATE inodes SET mtime = ? WHERE id = ?", (now, parent[0]))
-            return _info((cur.lastrowid, parent[0], name, 0, 0, replication, now, now), path, 0)
+            if first_chunk:
+                self._insert_chunk(db, cur.lastrowid, 0)
+            return _info((cur.lastrowid, parent[0], name, 0, 0, replication, now, now), path, int(first_chunk))
 
         return await self._mutate(self._once(request_id, f"create {path}", op))
 
@@ -944,6 +946,13 @@ class SqliteMetadataStore:
 
         return self._lookup(op)
 
+    @staticmethod
+    def _insert_chunk(db: sqlite3.Connection, file_id: int, index: int) -> int:
+        """A new handle at version 0 ("being created") as chunk ``index`` of the file."""
+        handle = db.execute("INSERT INTO chunks (version, refs) VALUES (0, 1)").lastrowid
+        db.execute("INSERT INTO file_chunks (file_id, idx, handle) VALUES (?, ?, ?)", (file_id, index, handle))
+        return handle
+
     async def add_chunk(self, file_id: int, index: int) -> ChunkRef:
         def op(db: sqlite3.Connection) -> ChunkRef:
             row = db.execute("SELECT is_dir FROM inodes WHERE id = ?", (file_id,)).fetchone()
@@ -955,9 +964,7 @@ class SqliteMetadataStore:
                                   "c.handle = f.handle WHERE f.file_id = ? AND f.idx = ?", (file_id, index)).fetchone()
             if existing:
                 return ChunkRef(existing[0], index, existing[1])
-            handle = db.execute("INSERT INTO chunks (version, refs) VALUES (0, 1)").lastrowid
-            db.execute("INSERT INTO file_chunks (file_id, idx, handle) VALUES (?, ?, ?)", (file_id, index, handle))
-            return ChunkRef(handle, index, 0)
+            return ChunkRef(self._insert_chunk(db, file_id, index), index, 0)
 
         return await self._mutate(op)
 

@@ -140,8 +140,9 @@ class MasterService:
         chosen = self.placement.choose(live, info.replication)
         if len(chosen) < info.replication:
             raise NoSpace(f"only {len(chosen)} chunkservers have free space for {info.replication} replicas")
-        # A retried creation gets a version no earlier attempt can have used, so an empty copy
-        # an interrupted attempt left behind is stale, never mistaken for the live replica.
+        # A chunk whose row already exists (made with its file by BeginUpload, or by an attempt a
+        # crash interrupted) gets a version no earlier attempt can have used, so an empty copy an
+        # interrupted attempt left behind is stale, never mistaken for the live replica.
         version = 1 if ref is None else int(time.time())
         ref = ref or await self.store.add_chunk(file_id, index)
         ref = ChunkRef(ref.handle, ref.index, version, ref.refs)
@@ -266,9 +267,10 @@ class MasterService:
             self._frozen.difference_update(handles)
 
     async def _begin_upload(self, path: str, replication: int | None, overwrite: bool,
-                            request_id: str) -> m.FileInfo:
+                            request_id: str, first_chunk: bool) -> m.FileInfo:
         """Refuse a taken path before any data moves; create the hidden file the data goes into
-        (named after the request id, so a retried request finds the same file)."""
+        (named after the request id, so a retried request finds the same file), with its first
+        chunk's handle in the same commit when data will follow."""
         try:
             existing = await self.store.stat(path)
         except NotFound:
@@ -282,10 +284,10 @@ class MasterService:
         temp = f"{UPLOADS}/{request_id or uuid.uuid4().hex}"
         replication = self._replication(replication)
         try:
-            return await self.store.create(temp, replication, request_id=request_id)
+            return await self.store.create(temp, replication, request_id=request_id, first_chunk=first_chunk)
         except NotFound:  # no uploads directory yet (or it was removed)
             await self.store.mkdir(UPLOADS)
-            return await self.store.create(temp, replication, request_id=request_id)
+            return await self.store.create(temp, replication, request_id=request_id, first_chunk=first_chunk)
 
     # -- handlers ------------------------------------------------------------------------------
 
@@ -328,7 +330,8 @@ class MasterService:
 
         @on(m.BeginUpload)
         async def begin_upload(msg: m.BeginUpload, data: memoryview, ctx: CallContext) -> m.UploadStarted:
-            temp = await self._begin_upload(normalize(msg.path), msg.replication, msg.overwrite, msg.request_id)
+            temp = await self._begin_upload(normalize(msg.path), msg.replication, msg.overwrite, msg.request_id,
+                                            first_chunk=msg.size_hint > 0)
             if msg.size_hint <= 0:
                 return m.UploadStarted(temp)
             ref, lease = await self._allocate(temp.file_id, 0)  # saves the first GetChunk round trip

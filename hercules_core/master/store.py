@@ -57,8 +57,9 @@ class MetadataStore(Protocol):
     async def mkdir(self, path: str) -> FileInfo: ...
 
     async def create(self, path: str, replication: int, exclusive: bool = True, *,
-                     request_id: str = "") -> FileInfo:
-        """A new empty file; ``AlreadyExists`` if ``exclusive`` and it exists (not on a replayed id)."""
+                     request_id: str = "", first_chunk: bool = False) -> FileInfo:
+        """A new empty file; ``AlreadyExists`` if ``exclusive`` and it exists (not on a replayed id).
+        ``first_chunk`` also adds its chunk 0 at version 0 in the same commit, as ``add_chunk`` would."""
 
     async def stat(self, path: str) -> FileInfo: ...
 

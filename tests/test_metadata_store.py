@@ -83,6 +83,40 @@ async def test_group_commit_isolates_failures_and_everything_acknowledged_surviv
         assert {"/before", "/after"} <= await names(store, "/")
 
 
+def test_group_commit_waits_briefly_for_writers_of_recent_batches(tmp_path: Path, monkeypatch: Any) -> None:
+    """The db thread's batching, driven directly: with recent batches of 8 it waits for the rest
+    of a batch (here they come from another thread 50 ms later); a lone writer never waits."""
+    import threading
+
+    from hercules_core.builtin import metadata_sqlite as ms
+
+    monkeypatch.setattr(ms, "LINGER_MAX", 5.0)
+    store = ms.SqliteMetadataStore(tmp_path / DB)
+    store._commit_seconds = 20.0  # so the wait is LINGER_MAX
+
+    def op(write: bool = True) -> Any:
+        return ms._Op(lambda db: None, write, None, None)  # type: ignore[arg-type]
+
+    store._recent_batches.extend([8, 8])
+    for _ in range(2):
+        store._queue.put(op())
+    late = threading.Timer(0.05, lambda: [store._queue.put(op()) for _ in range(5)])
+    late.start()
+    started = time.monotonic()
+    batch, stop = store._next_batch(op())
+    late.join()
+    assert (len(batch), stop) == (8, None)
+    assert time.monotonic() - started < 4.0  # it stopped waiting once the batch was full
+
+    store._recent_batches.clear()
+    store._recent_batches.append(1)
+    started = time.monotonic()
+    assert len(store._next_batch(op())[0]) == 1
+    assert time.monotonic() - started < 1.0  # a lone writer is not held back
+    store._recent_batches.extend([8] * 4)
+    assert len(store._next_batch(op(write=False))[0]) == 1  # nor are reads
+
+
 async def test_lookups_see_every_acknowledged_mutation_and_close_waits_for_queued_ones(tmp_path: Path) -> None:
     async with open_store(tmp_path) as store:
         created = [asyncio.ensure_future(store.create(f"/f{i}", 1)) for i in range(50)]

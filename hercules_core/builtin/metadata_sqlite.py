@@ -38,6 +38,7 @@ Start-up integrity
 from __future__ import annotations
 
 import asyncio
+import collections
 import fcntl
 import logging
 import os
@@ -76,6 +77,7 @@ LOCK_NAME = "metadata.lock"
 SIDE_FILES = ("-wal", "-shm", "-journal")
 SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the requests table
 BATCH_MAX = 256  # mutations sharing one commit
+LINGER_MAX = 0.001  # longest wait for more mutations to join a commit (see ``_next_batch``)
 REQUEST_TTL = 3600.0  # seconds a request id is remembered
 PRUNE_EVERY = 60.0
 MAX_REQUEST_ID = 256
@@ -235,6 +237,8 @@ class SqliteMetadataStore:
         self._reader: sqlite3.Connection | None = None  # the event loop's lookups (see ``_lookup``)
         self._lock_fd: int | None = None
         self._last_prune = 0.0
+        self._recent_batches: collections.deque[int] = collections.deque(maxlen=4)  # mutations per batch
+        self._commit_seconds = 0.0  # moving average of a COMMIT's time (the WAL fsync)
         self._closing = False
         self.counters = {"batches": 0, "mutations": 0, "reads": 0, "largest_batch": 0, "failed_batches": 0}
 
@@ -287,19 +291,7 @@ class SqliteMetadataStore:
         _deliver([opened])
         stopping: _Op | None = None
         while stopping is None:
-            item = self._queue.get()
-            ops: list[_Op] = []
-            while True:
-                if isinstance(item, _Stop):
-                    stopping = item.done  # everything queued before it is in ``ops``
-                    break
-                ops.append(item)
-                if len(ops) >= self._batch_max:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            ops, stopping = self._next_batch(self._queue.get())
             try:
                 self._run_batch(ops)
             except BaseException as exc:  # noqa: BLE001 - a bug here must not leave callers hanging
@@ -309,6 +301,39 @@ class SqliteMetadataStore:
                         op.error = HerculesError(f"metadata store failure: {exc}")
                 _deliver(ops)
         self._shutdown(stopping)
+
+    def _next_batch(self, item: Any) -> tuple[list[_Op], _Op | None]:
+        """``item`` and whatever else is queued, up to ``batch_max``; and the stop request, if any.
+
+        Group commit that lingers a little: when the queue runs dry with fewer mutations than
+        recent batches held, it waits up to half a commit's time for the rest. Clients that were
+        just answered send their next request within that; without it, concurrent writers fall
+        into two half-size batches that take turns, each paying a whole commit.
+        """
+        ops: list[_Op] = []
+        deadline = 0.0
+        while True:
+            if isinstance(item, _Stop):
+                return ops, item.done  # everything queued before it is in ``ops``
+            ops.append(item)
+            if len(ops) >= self._batch_max:
+                break
+            try:
+                item = self._queue.get_nowait()
+                continue
+            except queue.Empty:
+                pass
+            writes = sum(op.write for op in ops)
+            if not writes or writes >= max(self._recent_batches, default=0):
+                break
+            now = time.monotonic()
+            deadline = deadline or now + min(LINGER_MAX, self._commit_seconds / 2)
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - now))
+            except queue.Empty:
+                break
+        self._recent_batches.append(sum(op.write for op in ops))
+        return ops, None
 
     def _run_batch(self, ops: list[_Op]) -> None:
         """Run ``ops`` in the order they were queued (a read sees every mutation queued before it).
@@ -363,7 +388,9 @@ class SqliteMetadataStore:
             if now - self._last_prune >= PRUNE_EVERY:
                 db.execute("DELETE FROM requests WHERE at < ?", (now - REQUEST_TTL,))
                 self._last_prune = now
+            started = time.monotonic()
             db.execute("COMMIT")
+            self._commit_seconds += (time.monotonic() - started - self._commit_seconds) / 8  # moving average
         except Exception as exc:  # noqa: BLE001 - nothing of this batch is durable: all fail
             log.error("metadata commit of %d operations failed: %s", len(writes), exc)
             if db.in_transaction:

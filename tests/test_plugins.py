@@ -152,7 +152,7 @@ from hercules_core.plugins.types import RouteSetSpec
 
 def register(app, ctx):
     async def hello(request):
-        return web.json_response({"hello": ctx.config["who"]})
+        return web.json_response({"hello": ctx.state["who"]})
 
     app.router.add_get("/hello", hello)
 
@@ -171,11 +171,13 @@ async def test_third_party_route_set_is_mounted_beside_rest_v1(fake_dist, no_lef
     fake_dist("thirdparty-hello", "hello_routes", "thirdparty_hello", HELLO_ROUTES)
     pm = make_plugin_manager(strict=True)
     assert pm.route_set("hello").name == "hello"
-    app = build_app(GatewayContext(client=None, config={"who": "world"}), pm, ["rest-v1", "hello"])
+    from hercules_core.config import Config
+
+    app = build_app(GatewayContext(client=None, config=Config(), state={"who": "world"}), pm, ["rest-v1", "hello"])
     async with TestClient(TestServer(app)) as http:
         resp = await http.get("/hello")
         assert resp.status == 200 and await resp.json() == {"hello": "world"}
         resp = await http.get("/api/v1/nope")
         assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
     with pytest.raises(PluginError, match="unknown routes 'graphql'; installed: hello, rest-v1"):
-        build_app(GatewayContext(client=None, config={}), pm, ["graphql"])
+        build_app(GatewayContext(client=None, config=Config()), pm, ["graphql"])

@@ -47,6 +47,15 @@ class Http:
         self.conn.close()
 
 
+def flip_byte(path: Path, at: int) -> None:
+    """Corrupt one byte of a file in place (a bit rot the CRCs must catch)."""
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

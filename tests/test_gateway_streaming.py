@@ -153,8 +153,8 @@ def test_transfers_beyond_the_limit_wait_their_turn(tmp_path_factory: pytest.Tem
 
     settings = {**FAST, "HERCULES_GATEWAY_MAX_INFLIGHT": "1"}
     with LocalCluster(tmp_path_factory.mktemp("limited"), settings=settings) as limited:
-        gw = Http(limited.gateway_url)
-        assert gw.json("PUT", "/api/v1/files/limit/a.bin", b"a" * 1000)[0] == 201
+        front = Http(limited.gateway_url)
+        assert front.json("PUT", "/api/v1/files/limit/a.bin", b"a" * 1000)[0] == 201
         url = urlsplit(limited.gateway_url)
         slow = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
         body = random.randbytes(2 * MiB)
@@ -182,6 +182,6 @@ def test_transfers_beyond_the_limit_wait_their_turn(tmp_path_factory: pytest.Tem
         status, _, data = got["response"]  # type: ignore[misc]
         assert (status, data) == (200, b"a" * 1000)
         assert got["at"] >= finished_upload  # type: ignore[operator]
-        assert gw.request("GET", "/api/v1/files/limit/slow.bin")[2] == body
+        assert front.request("GET", "/api/v1/files/limit/slow.bin")[2] == body
         slow.close()
-        gw.close()
+        front.close()

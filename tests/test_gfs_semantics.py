@@ -10,13 +10,23 @@ import time
 from pathlib import Path
 
 import crc32c
-import pytest
 
 from hercules_core import messages as m
 from hercules_core.client import connect
 from hercules_core.errors import HerculesError
 from hercules_core.testing.cluster import LocalCluster
-from tests.helpers import GFS, MiB, Http, chunk_files, disk_usage, file_handles, replica_contents, sha256, wait_until
+from tests.helpers import (
+    GFS,
+    MiB,
+    Http,
+    chunk_files,
+    disk_usage,
+    file_handles,
+    flip_byte,
+    replica_contents,
+    sha256,
+    wait_until,
+)
 
 MAGIC = b"REC!"
 HEADER = struct.Struct("!4sII")  # magic, payload length, crc32c of payload
@@ -194,14 +204,6 @@ def test_killed_chunkserver_is_re_replicated_within_bounded_time(tmp_path: Path)
         h.close()
 
 
-def _flip_byte(path: Path, at: int) -> None:
-    with open(path, "r+b") as fh:
-        fh.seek(at)
-        byte = fh.read(1)
-        fh.seek(at)
-        fh.write(bytes([byte[0] ^ 0xFF]))
-
-
 def test_corrupt_replicas_are_detected_by_reads_and_by_the_scrubber_and_replaced(tmp_path: Path) -> None:
     with LocalCluster(tmp_path, settings=GFS) as c:
         h = Http(c.gateway_url)
@@ -214,7 +216,7 @@ def test_corrupt_replicas_are_detected_by_reads_and_by_the_scrubber_and_replaced
         for handle in (read_handle, idle_handle):
             files = sorted(chunk_files(c, handle))
             for f in files:  # flip one byte on every replica's disk for the read test, one for scrub
-                _flip_byte(f, 70_000)
+                flip_byte(f, 70_000)
                 corrupted.setdefault(handle, []).append(f)
                 if handle == idle_handle or len(corrupted[handle]) == 2:
                     break

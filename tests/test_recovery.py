@@ -18,7 +18,7 @@ from hercules_core.client import Client, connect
 from hercules_core.errors import HerculesError, NotFound
 from hercules_core.plugins import make_plugin_manager
 from hercules_core.testing.cluster import LocalCluster
-from tests.helpers import GFS, MiB, Http, chunk_files, file_handles, replica_contents, sha256, wait_until
+from tests.helpers import GFS, MiB, Http, file_handles, replica_contents, sha256, wait_until
 
 RECOVERY = {**GFS, "HERCULES_LEASE_SECONDS": "1.5"}
 

@@ -14,6 +14,7 @@ from hercules_core.errors import ChecksumMismatch, ConfigError, Unavailable
 from hercules_core.plugins import make_plugin_manager
 from hercules_core.plugins.types import ChunkInfo, ChunkStore, StoreContext
 from hercules_core.testing.store_contract import BLOCK, MiB, ChunkStoreContract, payload
+from tests.helpers import flip_byte
 
 SUFFIX = {"fs": ".chunk", "zstd": ".zst"}
 
@@ -30,14 +31,6 @@ def data_files(name: str, root_dir: Path, handle: int) -> list[Path]:
 
 def disk_bytes(name: str, root_dir: Path) -> int:
     return sum(p.stat().st_size for p in root_dir.glob(f"chunks/*/*{SUFFIX[name]}"))
-
-
-def flip_byte(path: Path, at: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(at)
-        byte = f.read(1)
-        f.seek(at)
-        f.write(bytes([byte[0] ^ 0xFF]))
 
 
 class StoreUnderTest(ChunkStoreContract):

@@ -32,6 +32,17 @@ class Row:
 
 
 T, P = "target", "peer"
+# (store, data kind, label) of workload (f), in the order they are printed
+STORE_RUNS = (("fs", "json", "JSON lines"), ("zstd", "json", "JSON lines"), ("fs", "random", "random"),
+              ("zstd", "random", "random"))
+
+
+def _store_rows(store: str, data: str, label: str) -> tuple[Row, ...]:
+    key, name = f"store_{store}_{data}", f"store {store}, {label}, rf=3"
+    return (Row(key, name, "write", ("write", "MBps"), "MB/s", "disk/3"),
+            Row(key, name, "read", ("read", "MBps"), "MB/s", "loopback"),
+            Row(key, name, "disk/logical", ("disk_ratio",), "x"))
+
 ROWS: tuple[Row, ...] = (
     Row("large_gateway_rf3", "large file, gateway, rf=3", "write", ("write", "MBps"), "MB/s", "disk/3", None,
         (Target("≥ 90 MB/s", 90), Target("≥ 60% of disk/3", 0.6, True), Target("peer 60 MB/s", 60, kind=P))),
@@ -69,18 +80,7 @@ ROWS: tuple[Row, ...] = (
     Row("metadata", "metadata, client lib, 8 clients", "rename", ("rename", "ops_per_s"), "ops/s", "rpc",
         ("rename",)),
     Row("append", "record append 1 KiB, 8 appenders", "append", ("records_per_s",), "records/s", None, ()),
-    Row("store_fs_json", "store fs, JSON lines, rf=3", "write", ("write", "MBps"), "MB/s", "disk/3"),
-    Row("store_fs_json", "store fs, JSON lines, rf=3", "read", ("read", "MBps"), "MB/s", "loopback"),
-    Row("store_fs_json", "store fs, JSON lines, rf=3", "disk/logical", ("disk_ratio",), "x"),
-    Row("store_zstd_json", "store zstd, JSON lines, rf=3", "write", ("write", "MBps"), "MB/s", "disk/3"),
-    Row("store_zstd_json", "store zstd, JSON lines, rf=3", "read", ("read", "MBps"), "MB/s", "loopback"),
-    Row("store_zstd_json", "store zstd, JSON lines, rf=3", "disk/logical", ("disk_ratio",), "x"),
-    Row("store_fs_random", "store fs, random, rf=3", "write", ("write", "MBps"), "MB/s", "disk/3"),
-    Row("store_fs_random", "store fs, random, rf=3", "read", ("read", "MBps"), "MB/s", "loopback"),
-    Row("store_fs_random", "store fs, random, rf=3", "disk/logical", ("disk_ratio",), "x"),
-    Row("store_zstd_random", "store zstd, random, rf=3", "write", ("write", "MBps"), "MB/s", "disk/3"),
-    Row("store_zstd_random", "store zstd, random, rf=3", "read", ("read", "MBps"), "MB/s", "loopback"),
-    Row("store_zstd_random", "store zstd, random, rf=3", "disk/logical", ("disk_ratio",), "x"),
+    *(row for run in STORE_RUNS for row in _store_rows(*run)),
 )
 
 

@@ -616,6 +616,18 @@ class SqliteMetadataStore:
         return row
 
     @classmethod
+    def _vacancy(cls, db: sqlite3.Connection, path: str, no_parent: str, taken: str) -> tuple[tuple, str]:
+        """The parent directory's row and the name for a new entry at ``path``: ``NotFound``
+        (``no_parent``) without that directory, ``AlreadyExists`` (``taken``) if the name is used."""
+        parent_path, name = parent_and_name(path)
+        parent = cls._resolve(db, parent_path)
+        if parent is None or not parent[3]:
+            raise NotFound(f"{parent_path}: {no_parent}")
+        if db.execute("SELECT 1 FROM inodes WHERE parent = ? AND name = ?", (parent[0], name)).fetchone():
+            raise AlreadyExists(f"{path}: {taken}")
+        return parent, name
+
+    @classmethod
     def _must(cls, db: sqlite3.Connection, path: str) -> tuple:
         row = cls._resolve(db, path)
         if row is None:
@@ -789,12 +801,8 @@ class SqliteMetadataStore:
                                (path,)).fetchone()
             if entry is None:
                 raise NotFound(f"{path}: nothing by that name is in the trash")
-            parent_path, name = parent_and_name(path)
-            parent = self._resolve(db, parent_path)
-            if parent is None or not parent[3]:
-                raise NotFound(f"{parent_path}: the original directory no longer exists")
-            if db.execute("SELECT 1 FROM inodes WHERE parent = ? AND name = ?", (parent[0], name)).fetchone():
-                raise AlreadyExists(f"{path}: something else exists there now")
+            parent, name = self._vacancy(db, path, "the original directory no longer exists",
+                                         "something else exists there now")
             db.execute("UPDATE inodes SET parent = ?, name = ? WHERE id = ?", (parent[0], name, entry[0]))
             db.execute("DELETE FROM trash WHERE inode = ?", (entry[0],))
             row = self._row(db, entry[0])
@@ -842,12 +850,7 @@ class SqliteMetadataStore:
             src = self._must(db, source)
             if src[3] and (target + "/").startswith(source + "/"):
                 raise InvalidArgument(f"cannot snapshot {source} into itself ({target})")
-            parent_path, name = parent_and_name(target)
-            parent = self._resolve(db, parent_path)
-            if parent is None or not parent[3]:
-                raise NotFound(f"{parent_path}: target directory does not exist")
-            if db.execute("SELECT 1 FROM inodes WHERE parent = ? AND name = ?", (parent[0], name)).fetchone():
-                raise AlreadyExists(f"{target}: already exists")
+            parent, name = self._vacancy(db, target, "target directory does not exist", "already exists")
             now = time.time()
             pending = [(src[0], parent[0], name)]
             top = 0

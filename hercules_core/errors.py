@@ -30,6 +30,27 @@ class InvalidArgument(HerculesError):
     http_status = 400
 
 
+class Unauthenticated(HerculesError):
+    """The caller did not prove who it is: no or a wrong cluster secret on a native connection."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(HerculesError):
+    """The path belongs to the master's internal tree (uploads in progress, the trash)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class TooLarge(HerculesError):
+    """A request body the gateway buffers (JSON) is past its limit (``http_max_body``)."""
+
+    code = "too_large"
+    http_status = 413
+
+
 class NotFound(HerculesError):
     code = "not_found"
     http_status = 404
@@ -60,6 +81,13 @@ class Unavailable(HerculesError):
 
     code = "unavailable"
     http_status = 503
+
+
+class ResourceExhausted(Unavailable):
+    """A limit that protects a role was reached (connections, pushed-data memory): retry later."""
+
+    code = "resource_exhausted"
+    http_status = 429
 
 
 class TooFewChunkservers(Unavailable):

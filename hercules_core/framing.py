@@ -31,10 +31,14 @@ _KINDS = {int(kind): kind for kind in Kind}  # a dict lookup is several times ch
 
 @attrs.frozen
 class FrameLimits:
-    """Per-frame size limits; a frame over them closes its connection."""
+    """What a transport enforces on each connection: frame sizes (a frame over them closes its
+    connection) and, on the serving side, how long a peer may stay silent (``idle_timeout``) or
+    take to send a frame it has started (``frame_timeout``, against slowloris peers); 0 is no limit."""
 
     max_meta: int = 1 << 20
     max_data: int = 16 << 20
+    idle_timeout: float = 0.0
+    frame_timeout: float = 0.0
 
 
 class Frame(NamedTuple):

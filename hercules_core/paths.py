@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hercules_core.errors import InvalidArgument
+from hercules_core.errors import Forbidden, InvalidArgument
 
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
@@ -38,3 +38,16 @@ def split(path: str) -> list[str]:
 def parent_and_name(path: str) -> tuple[str, str]:
     head, _, name = path.rpartition("/")
     return head or "/", name
+
+
+def within(path: str, ancestor: str) -> bool:
+    """Whether ``path`` is ``ancestor`` or lies under it (both normalized; ``/`` holds everything)."""
+    return ancestor == "/" or path == ancestor or path.startswith(ancestor + "/")
+
+
+def public(path: str, action: str) -> str:
+    """``path`` unless it is in the internal tree, which only the master itself may change or show."""
+    if within(path, RESERVED):
+        raise Forbidden(f"{path}: {RESERVED} is the internal tree (uploads in progress, the trash); "
+                        f"clients may not {action} it or anything under it")
+    return path

@@ -21,7 +21,7 @@ class SpreadPolicy:
                exclude: frozenset[str] = frozenset()) -> list[ServerView]:
         pool = [s for s in servers if s.server_id not in exclude and s.free_bytes > 0]
         chosen: list[ServerView] = []
-        hosts: set[str] = set()
+        hosts = {s.address.host for s in servers if s.server_id in exclude}  # holders' hosts are taken
         # Two passes: first one replica per host, then (if hosts run out) any remaining server.
         for distinct_hosts in (True, False):
             candidates = [s for s in pool if s not in chosen and (not distinct_hosts or s.address.host not in hosts)]

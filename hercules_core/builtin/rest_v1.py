@@ -11,13 +11,20 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from hercules_core.errors import HerculesError, InvalidArgument, NotFound
+from hercules_core.builtin.rest_v1_openapi import openapi
+from hercules_core.config import MAX_FILE_SIZE, check_file_end
+from hercules_core.errors import HerculesError, InvalidArgument, NotFound, TooLarge
+from hercules_core.gateway.app import CONTEXT_KEY
+from hercules_core.gateway.auth import require
+from hercules_core.gateway.streaming import stream
 from hercules_core.messages import ChunkLocation, FileInfo
 from hercules_core.paths import normalize
 from hercules_core.plugins import hookimpl
 from hercules_core.plugins.types import GatewayContext, RouteSetSpec
 
 READ_PIECE = 1 << 20
+INT64_MAX = (1 << 63) - 1  # the widest integer the wire and the metadata store carry
+EMPTY_READS_LIMIT = 1000  # a reader answering (b"", not at end) this often in a row is not moving
 
 
 def file_json(info: FileInfo) -> dict[str, Any]:
@@ -33,7 +40,18 @@ def location_json(loc: ChunkLocation) -> dict[str, Any]:
             "lease_expires": loc.lease_expires or None}
 
 
-def _int(request: web.Request, name: str, default: int | None = None, minimum: int = 0) -> int:
+def _in_range(value: int, name: str, minimum: int, maximum: int) -> int:
+    """``value`` if within bounds: larger integers would fail to encode (or overflow the store) later."""
+    if value < minimum:
+        raise InvalidArgument(f"{name} must be at least {minimum}, not {value}")
+    if value > maximum:
+        limit = f"{maximum} (the maximum file size)" if maximum == MAX_FILE_SIZE else str(maximum)
+        raise InvalidArgument(f"{name} must be at most {limit}, not {value}")
+    return value
+
+
+def _int(request: web.Request, name: str, default: int | None = None, minimum: int = 0,
+         maximum: int = INT64_MAX) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         if default is None:
@@ -42,10 +60,8 @@ def _int(request: web.Request, name: str, default: int | None = None, minimum: i
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidArgument(f"{name} must be an integer, not {raw!r}") from None
-    if value < minimum:
-        raise InvalidArgument(f"{name} must be at least {minimum}, not {value}")
-    return value
+        raise InvalidArgument(f"{name} must be an integer, not {raw[:40]!r}") from None
+    return _in_range(value, name, minimum, maximum)
 
 
 def _bool(value: Any, name: str) -> bool:
@@ -70,28 +86,74 @@ def _query_path(request: web.Request, name: str = "path") -> str:
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
     if not request.can_read_body:
         raise InvalidArgument(f"a JSON body with {', '.join(required)} is required")
+    raw = await _read_body(request, request.app[CONTEXT_KEY].config.http_max_body, "a JSON body", TooLarge)
     try:
-        body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(raw)
+    except ValueError as exc:  # bad syntax or UTF-8, or an integer of more digits than Python converts
         raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument("request body is not valid JSON: it is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidArgument("request body must be a JSON object")
     for name in required:
-        if not isinstance(body.get(name), str):
+        value = body.get(name)
+        if not isinstance(value, str):
             raise InvalidArgument(f"JSON field {name!r} (a string) is required")
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate: legal in JSON text, not in a path on the wire
+            raise InvalidArgument(f"JSON field {name!r} is not valid UTF-8 (it holds a lone surrogate)") from None
     return body
+
+
+def _declared_length(request: web.Request) -> int | None:
+    """The body's length as the handler receives it, if the client said it: a content-encoded
+    body's Content-Length counts the encoded bytes, not the decoded ones read here."""
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        return None
+    return request.content_length
 
 
 async def _body_parts(request: web.Request) -> AsyncIterator[bytes]:
     """The request body as received, one buffered frame at a time: no joins, so each byte is copied
-    once, into the piece it belongs to."""
-    content = request.content
+    once, into the piece it belongs to. A body that ends short of its Content-Length is an error,
+    and so is one that stops moving for ``http_body_timeout`` (a slow client holds no slot forever)."""
+    if not request.body_exists:  # aiohttp's shared empty payload answers (b"", True) forever: never read it
+        return
+    content, expected = request.content, _declared_length(request)
+    timeout = request.app[CONTEXT_KEY].config.http_body_timeout
+    received = empty = 0
     while True:
-        data, end_of_http_chunk = await content.readchunk()
+        try:
+            data, _ = await asyncio.wait_for(content.readchunk(), timeout)
+        except TimeoutError:
+            raise InvalidArgument(f"request body sent nothing for {timeout:g} s (after {received} bytes)") from None
         if data:
+            received += len(data)
+            empty = 0
             yield data
-        elif not end_of_http_chunk:  # (b"", False) is the end of the body
-            return
+        elif content.at_eof():
+            break
+        else:  # the end of an HTTP chunk; a few in a row at most
+            empty += 1
+            if empty > EMPTY_READS_LIMIT:
+                raise InvalidArgument("request body stopped without ending")
+    if expected is not None and received != expected:
+        raise InvalidArgument(f"request body has {received} bytes, not the {expected} of its Content-Length")
+
+
+async def _read_body(request: web.Request, limit: int, what: str,
+                     error: type[HerculesError] = InvalidArgument) -> bytes:
+    """The whole body, however many reads it arrives in, if it has at most ``limit`` bytes."""
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise error(f"{what} may be at most {limit} bytes")
+    body = bytearray()
+    async for part in _body_parts(request):
+        body += part
+        if len(body) > limit:
+            raise error(f"{what} may be at most {limit} bytes")
+    return bytes(body)
 
 
 def _file_path(request: web.Request) -> str:
@@ -140,7 +202,7 @@ class RestV1:
 
     async def health(self, request: web.Request) -> web.Response:
         try:
-            pong = await self.client.ping()
+            pong = await self.client.probe_master()  # one short try: health answers at once
         except HerculesError as exc:
             return web.json_response({"status": "degraded", "master": "unreachable", "error": exc.message},
                                      status=503)
@@ -149,14 +211,20 @@ class RestV1:
 
     async def mkdir(self, request: web.Request) -> web.Response:
         body = await _body(request, "path")
-        return web.json_response(file_json(await self.client.mkdir(normalize(body["path"]))), status=201)
+        path = normalize(body["path"])
+        require(request, "write", path)
+        return web.json_response(file_json(await self.client.mkdir(path)), status=201)
 
     async def create(self, request: web.Request) -> web.Response:
         body = await _body(request, "path")
         replication = body.get("replication")
         if replication is not None and (not isinstance(replication, int) or isinstance(replication, bool)):
             raise InvalidArgument("replication must be an integer")
-        info = await self.client.create(normalize(body["path"]), replication)
+        if replication is not None:
+            _in_range(replication, "replication", -INT64_MAX, INT64_MAX)
+        path = normalize(body["path"])
+        require(request, "write", path)
+        info = await self.client.create(path, replication)
         return web.json_response(file_json(info), status=201)
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -166,16 +234,19 @@ class RestV1:
             body = await _body(request, "path")
             path = normalize(body["path"])
             recursive = _bool(body.get("recursive", request.query.get("recursive")), "recursive")
+            require(request, "write", path)
         await self.client.delete(path, recursive)
         return web.json_response({"deleted": path})
 
     async def rename(self, request: web.Request) -> web.Response:
         body = await _body(request, "source", "target")
         source, target = normalize(body["source"], what="source"), normalize(body["target"], what="target")
+        require(request, "write", source, target)
         await self.client.rename(source, target, _bool(body.get("overwrite"), "overwrite"))
         return web.json_response({"source": source, "target": target})
 
     async def list(self, request: web.Request) -> web.Response:
+        """Without ``limit`` every entry (assembled from the master's pages); with it, one page."""
         path = _query_path(request)
         listing = await self.client.list(path, _bool(request.query.get("recursive"), "recursive"),
                                          _int(request, "limit", 0), request.query.get("cursor", ""))
@@ -187,7 +258,8 @@ class RestV1:
 
     async def read(self, request: web.Request) -> web.StreamResponse:
         path = _query_path(request)
-        offset, length = _int(request, "offset", 0), _int(request, "length", -1, minimum=-1)
+        offset = _int(request, "offset", 0, maximum=MAX_FILE_SIZE)
+        length = _int(request, "length", -1, minimum=-1, maximum=MAX_FILE_SIZE)
         info = await self.client.open(path, offset, length)
         if info.is_dir:
             raise InvalidArgument(f"{path} is a directory")
@@ -197,33 +269,29 @@ class RestV1:
     async def _stream(self, request: web.Request, info: FileInfo, offset: int, length: int, status: int,
                       headers: dict[str, str] | None = None) -> web.StreamResponse:
         """Send ``length`` bytes from ``offset`` of the file ``info`` (from ``open``, so the first
-        chunks are already located), in the client's pieces as they arrive."""
+        chunks are already located), in the client's pieces as they arrive. A client that stops
+        reading for ``http_write_timeout`` loses the response and gives its transfer slot back."""
         response = web.StreamResponse(status=status, headers={"Content-Type": "application/octet-stream",
                                                               **(headers or {})})
         response.content_length = length
         async with self.transfers:
             pieces = self.client.download(info.path, offset, length, info=info)
-            first = await anext(pieces, b"")  # fail before the status line is sent
-            await response.prepare(request)
-            if first:
-                await response.write(first)
-            async for piece in pieces:
-                await response.write(piece)
-        await response.write_eof()
-        return response
+            return await stream(request, response, pieces)
 
     async def write(self, request: web.Request) -> web.Response:
         path = _query_path(request)
+        offset = _int(request, "offset", 0, maximum=MAX_FILE_SIZE)
+        length = _declared_length(request)
+        if length is not None:
+            check_file_end(offset + length, f"{length} bytes at offset {offset}")
         async with self.transfers:
-            written = await self.client.write_stream(path, _int(request, "offset", 0), _body_parts(request))
+            written = await self.client.write_stream(path, offset, _body_parts(request))
         return web.json_response({"path": path, "written": written})
 
     async def append(self, request: web.Request) -> web.Response:
         path = _query_path(request)
         limit = max(1, (self.client.chunk_size or 1 << 30) // 4)
-        if request.content_length is not None and request.content_length > limit:
-            raise InvalidArgument(f"a record may be at most {limit} bytes")
-        data = await request.content.read(limit + 1)
+        data = await _read_body(request, limit, "a record")
         offset = await self.client.append(path, data)
         return web.json_response({"path": path, "offset": offset, "length": len(data)})
 
@@ -237,31 +305,46 @@ class RestV1:
         return web.json_response(location_json(await self.client.chunk_servers(_int(request, "handle", None, 1))))
 
     async def cluster(self, request: web.Request) -> web.Response:
-        return web.json_response(attrs.asdict(await self.client.cluster()))
+        body = attrs.asdict(await self.client.cluster())
+        metrics_on = self.ctx.config.metrics_addr != "off"
+        body["gateway_metrics_url"] = f"{request.url.origin()}/metrics" if metrics_on else ""
+        return web.json_response(body)
 
     async def snapshot(self, request: web.Request) -> web.Response:
         body = await _body(request, "source", "target")
-        info = await self.client.snapshot(normalize(body["source"], what="source"),
-                                          normalize(body["target"], what="target"))
+        source, target = normalize(body["source"], what="source"), normalize(body["target"], what="target")
+        require(request, "write", source, target)
+        info = await self.client.snapshot(source, target)
         return web.json_response(file_json(info), status=201)
 
     async def undelete(self, request: web.Request) -> web.Response:
         body = await _body(request, "path")
-        return web.json_response(file_json(await self.client.undelete(normalize(body["path"]))))
+        path = normalize(body["path"])
+        require(request, "write", path)
+        return web.json_response(file_json(await self.client.undelete(path)))
 
     async def trash(self, request: web.Request) -> web.Response:
-        listing = await self.client.trash()
+        """Without ``limit`` the whole trash (assembled from the master's pages); with it, one page."""
+        listing = await self.client.trash(_int(request, "limit", 0), request.query.get("cursor", ""))
         return web.json_response({"entries": [{"original_path": e.original_path, "deleted_at": e.deleted_at,
                                                "purge_at": e.purge_at, "is_dir": e.entry.is_dir,
-                                               "size": e.entry.size} for e in listing.entries]})
+                                               "size": e.entry.size} for e in listing.entries],
+                                  "next_cursor": listing.next_cursor or None})
+
+    async def purge_trash(self, request: web.Request) -> web.Response:
+        """Empty the trash now: nothing in it can be restored afterwards."""
+        return web.json_response({"purged_chunks": await self.client.purge_trash()})
 
     async def put_file(self, request: web.Request) -> web.Response:
         path = _file_path(request)
         replication = _int(request, "replication", 0)
         overwrite = _bool(request.query.get("overwrite"), "overwrite")
+        size = _declared_length(request)
+        if size is not None:
+            check_file_end(size, "the upload")
         async with self.transfers:
             info = await self.client.upload(path, _body_parts(request), overwrite=overwrite,
-                                            replication=replication or None, size=request.content_length)
+                                            replication=replication or None, size=size)
         return web.json_response(file_json(info), status=201)
 
     async def get_file(self, request: web.Request) -> web.StreamResponse:
@@ -287,6 +370,7 @@ class RestV1:
 
 def register(app: web.Application, ctx: GatewayContext) -> None:
     api = RestV1(ctx)
+    ctx.state["transfers"] = api.transfers  # read by the gateway's metrics (slots in use)
     app.router.add_get("/health", api.health)
     app.router.add_post("/api/v1/mkdir", api.mkdir)
     app.router.add_post("/api/v1/create", api.create)
@@ -303,6 +387,7 @@ def register(app: web.Application, ctx: GatewayContext) -> None:
     app.router.add_post("/api/v1/snapshot", api.snapshot)
     app.router.add_post("/api/v1/undelete", api.undelete)
     app.router.add_get("/api/v1/trash", api.trash)
+    app.router.add_delete("/api/v1/trash", api.purge_trash)
     app.router.add_put("/api/v1/files/{path:.+}", api.put_file)
     app.router.add_get("/api/v1/files/{path:.+}", api.get_file)  # also answers HEAD
     app.router.add_delete("/api/v1/files/{path:.+}", api.delete_file)
@@ -310,5 +395,5 @@ def register(app: web.Application, ctx: GatewayContext) -> None:
 
 @hookimpl
 def hercules_gateway_routes() -> Iterator[RouteSetSpec]:
-    yield RouteSetSpec(name="rest-v1", register=register,
+    yield RouteSetSpec(name="rest-v1", register=register, openapi=openapi,
                        description="REST API v1: namespace, byte ranges, whole files, cluster status")

@@ -9,6 +9,21 @@ from typing import IO
 from hercules_core.plugins.types import Buffer
 
 UploadSource = bytes | bytearray | memoryview | AsyncIterable[Buffer] | Iterable[Buffer] | IO[bytes]
+PIECE = 4 << 20  # unit of data movement: a write mutation or a read request
+
+
+def piece_size(offset: int, chunk_size: int) -> int:
+    """The size of the piece that starts at ``offset``: up to ``PIECE``, never across a chunk boundary."""
+    return min(PIECE, chunk_size - offset % chunk_size)
+
+
+def split(offset: int, length: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """(offset, length) pieces of a range, each within one chunk and at most ``PIECE`` long."""
+    end = offset + length
+    while offset < end:
+        step = min(end - offset, piece_size(offset, chunk_size))
+        yield offset, step
+        offset += step
 
 
 class PieceAssembler:

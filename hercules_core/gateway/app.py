@@ -1,29 +1,24 @@
-"""The gateway's aiohttp application, assembled from route-set plugins."""
+"""The gateway's aiohttp application, assembled from route-set plugins; ``role.py`` serves it."""
 
 from __future__ import annotations
 
 import json
 import logging
-from contextlib import AsyncExitStack
 
+import attrs
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
-from hercules_core.client.client import Client
-from hercules_core.config import Config
 from hercules_core.errors import HerculesError
+from hercules_core.gateway import openapi
+from hercules_core.gateway.auth import STATE_KEY, auth_middleware
+from hercules_core.gateway.limits import HttpLimits, url_middleware
+from hercules_core.gateway.limits import json_error as error_response
 from hercules_core.plugins.manager import PluginManager
 from hercules_core.plugins.types import GatewayContext
-from hercules_core.roles import frame_limits
 
 log = logging.getLogger(__name__)
-# An upload body is buffered up to twice this per connection before its socket is paused (aiohttp's
-# default, 64 KiB, pauses and resumes the socket every 128 KiB).
-READ_BUFSIZE = 1 << 20
 CONTEXT_KEY: web.AppKey[GatewayContext] = web.AppKey("hercules", GatewayContext)
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 @web.middleware
@@ -45,28 +40,38 @@ async def errors_middleware(request: web.Request, handler):  # type: ignore[no-u
         return error_response(exc.status, code, message)
     except json.JSONDecodeError as exc:
         return error_response(400, "invalid_argument", f"request body is not valid JSON: {exc}")
+    except (BadHttpMessage, web.RequestPayloadError) as exc:  # a body read failed: undecodable, cut short
+        response = error_response(400, "invalid_argument", _unreadable_body(request, exc))
+        request.content.feed_eof()  # nothing more can be read of it: no lingering read of the rest
+        response.force_close()  # and the connection's byte stream is lost: the client is told to reconnect
+        return response
+    except (ConnectionError, TimeoutError):
+        raise  # the client went away or stopped reading: there is no one to answer
+    except Exception:  # a bug: logged with its traceback, answered in our shape, never aiohttp's text
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal", f"{request.method} {request.path} failed in the gateway (logged)")
+
+
+def _unreadable_body(request: web.Request, exc: Exception) -> str:
+    """What went wrong, without aiohttp's ``400, message:`` framing of the parser's error."""
+    detail = exc.message if isinstance(exc, BadHttpMessage) else " ".join(str(exc).split())
+    detail = detail.removeprefix("400, message: ")
+    encoding = request.headers.get("Content-Encoding", "identity")
+    sent = "" if encoding.lower() == "identity" else f" (sent with Content-Encoding: {encoding})"
+    return f"request body{sent} could not be read: {detail}"
 
 
 def build_app(ctx: GatewayContext, plugins: PluginManager, route_sets: list[str]) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 << 20)
+    """The gateway's application with every set that has no ``listen`` address of its own: errors
+    in our shape, then the URL limits, then (when credentials are set) authentication."""
+    middlewares = [errors_middleware, url_middleware(HttpLimits.of(ctx.config))]
+    if STATE_KEY in ctx.state:
+        middlewares.append(auth_middleware(ctx.state[STATE_KEY]))
+    app = web.Application(middlewares=middlewares, client_max_size=64 << 20)
     app[CONTEXT_KEY] = ctx
-    for name in route_sets:
-        plugins.route_set(name).register(app, ctx)
+    mounted = [spec for spec in map(plugins.route_set, route_sets) if spec.listen is None]
+    for spec in mounted:
+        spec.register(app, attrs.evolve(ctx, options=ctx.config.plugin_options(spec)))
+    openapi.mount(app, mounted)
     return app
 
-
-async def start_gateway(stack: AsyncExitStack, plugins: PluginManager, config: Config) -> str:
-    client = Client(config.master_addr, plugins.transport(config.transport), frame_limits(config))
-    stack.push_async_callback(client.close)
-    ctx = GatewayContext(client=client, config=config)
-    app = build_app(ctx, plugins, config.routes)
-    runner = web.AppRunner(app, access_log=None, read_bufsize=READ_BUFSIZE)
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    address = config.gateway_address()
-    site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://{'127.0.0.1' if address.host == '0.0.0.0' else address.host}:{port}"
-    log.info("gateway serving on %s (master %s)", url, config.master_addr)
-    return url

@@ -25,6 +25,7 @@ class Chunkserver:
     detector: PhiDetector
     held: set[int] = attrs.field(factory=set)
     dead: bool = False  # set once the detector gives up on it; cleared by re-registration
+    metrics_url: str = ""  # as told at registration
 
     def view(self) -> ServerView:
         return ServerView(self.server_id, Address.parse(self.address), self.capacity_bytes,
@@ -41,6 +42,9 @@ class Lease:
     version: int
     expires: float  # monotonic
     replicas: frozenset[str] = frozenset()  # the server ids that took this version
+    # The earliest the primary's own clock may end the lease (the master's clock started before
+    # it sent the grant): told to clients, and renewed before it runs out. ``expires`` is the latest.
+    renew_by: float = 0.0
 
     def live(self, now: float) -> bool:
         return now < self.expires
@@ -61,13 +65,26 @@ class Cluster:
     behind: dict[int, dict[str, int]] = attrs.field(factory=dict)
     under_replicated: int = 0
     missing: int = 0
+    # A replica dropped from a chunk may go on serving reads of its old version until its read
+    # permission (lease time from its last acknowledged heartbeat) runs out, so no mutation may
+    # happen before then. ``fenced``: servers still heard from, until they confirm the deletion;
+    # ``fenced_until``: fixed ends, for servers that re-registered since.
+    fence_seconds: float = 0.0  # lease time plus a margin for clock rates
+    fenced: dict[int, set[str]] = attrs.field(factory=dict)
+    fenced_until: dict[int, float] = attrs.field(factory=dict)
 
     def join(self, server_id: str, address: str, capacity: int, used: int, chunk_count: int) -> Chunkserver:
         previous = self.servers.get(server_id)
         if previous is not None:
             for handle in list(previous.held):
                 self.drop_location(handle, server_id)
-        self.deleting.pop(server_id, None)
+            for handle, servers in self.fenced.items():  # its old permission ends as it was going to
+                if server_id in servers and previous.detector.last is not None:
+                    end = previous.detector.last + self.fence_seconds
+                    self.fenced_until[handle] = max(self.fenced_until.get(handle, 0.0), end)
+                servers.discard(server_id)
+        # Deletions sent before it re-registered may not have happened: they are sent again.
+        self.pending_delete.setdefault(server_id, set()).update(self.deleting.pop(server_id, set()))
         detector = PhiDetector(self.params, self.heartbeat_interval)
         detector.heartbeat()
         server = self.servers[server_id] = Chunkserver(server_id, address, capacity, used, chunk_count, detector)
@@ -86,6 +103,7 @@ class Cluster:
 
     def add_location(self, handle: int, server_id: str) -> None:
         self.pending_delete.get(server_id, set()).discard(handle)  # a fresh copy cancels an unsent deletion
+        self.fenced.get(handle, set()).discard(server_id)
         self.locations.setdefault(handle, set()).add(server_id)
         self.servers[server_id].held.add(handle)
 
@@ -104,6 +122,19 @@ class Cluster:
         """A replica is stale or corrupt: forget it and have its server delete it."""
         self.drop_location(handle, server_id)
         self.pending_delete.setdefault(server_id, set()).add(handle)
+        self.fenced.setdefault(handle, set()).add(server_id)
+
+    def fence(self, handle: int, now: float) -> tuple[float, str]:
+        """Until when a dropped replica of ``handle`` may still serve reads, and its address."""
+        end, who = self.fenced_until.get(handle, 0.0), "a replica that re-registered"
+        for server_id in self.fenced.get(handle, ()):
+            server = self.servers.get(server_id)
+            last = server.detector.last if server is not None else None
+            if last is not None and last + self.fence_seconds > end:
+                end, who = last + self.fence_seconds, server.address
+        if end <= now:
+            self.fenced_until.pop(handle, None)
+        return end, who
 
     def live_replicas(self, handle: int) -> list[Chunkserver]:
         now = time.monotonic()
@@ -119,6 +150,8 @@ class Cluster:
                     self.servers[server_id].held.discard(handle)
             self.leases.pop(handle, None)
             self.suspect.discard(handle)
+            self.fenced.pop(handle, None)
+            self.fenced_until.pop(handle, None)
 
     def take_deletions(self, server_id: str) -> list[int]:
         handles = self.pending_delete.pop(server_id, set())
@@ -128,6 +161,8 @@ class Cluster:
 
     def confirm_removed(self, server_id: str, handles: Iterable[int]) -> None:
         self.deleting.get(server_id, set()).difference_update(handles)
+        for handle in handles:
+            self.fenced.get(handle, set()).discard(server_id)
 
     def deleting_on(self, handle: int) -> frozenset[str]:
         """Servers about to delete a copy of ``handle``: no new copy goes there until they have."""

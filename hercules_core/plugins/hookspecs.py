@@ -11,6 +11,11 @@ Register a plugin in the ``hercules`` entry-point group of your distribution::
     my_store = "my_package.plugin"
 
 and implement hooks in that module with ``@hercules_core.plugins.hookimpl``.
+
+A descriptor may declare the plugin's own settings (``settings=(SettingSpec(...), ...)``): the
+core fills them from config and passes them in its context's ``options``. A module built for
+a given plugin API says so with ``HERCULES_API = 1`` (see ``hercules_core.plugins.API_VERSION``);
+``hercules plugins --check`` validates the installed set.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Iterable
 
 from hercules_core.plugins.types import (
     ChunkStoreSpec,
+    CliCommandSpec,
     MetadataStoreSpec,
     PlacementSpec,
     RouteSetSpec,
@@ -113,4 +119,27 @@ def hercules_metadata_stores() -> Iterable[MetadataStoreSpec]:
         @hookimpl
         def hercules_metadata_stores():
             yield MetadataStoreSpec(name="sqlite", open=open_sqlite)
+    """
+
+
+@hookspec
+def hercules_cli_commands() -> Iterable[CliCommandSpec]:
+    """Contribute ``hercules <name>`` subcommands (a benchmark, an admin tool...), so that a tool
+    ships as its own distribution instead of inside the core package.
+
+    Role and phase: the ``hercules`` command, at start-up: it builds one subparser per command
+    (``configure_parser`` adds its arguments) and calls ``run(args)`` when it is the one invoked,
+    exiting with what it returns. A name that is a built-in command (``serve``, ``ls``...) is an
+    error naming the distribution; two plugins offering one name is an error naming both.
+
+    Returns: ``CliCommandSpec`` objects. Keep ``configure_parser`` cheap (it runs for every
+    ``hercules`` invocation) and import what ``run`` needs inside ``run``.
+
+    Example::
+
+        @hookimpl
+        def hercules_cli_commands():
+            yield CliCommandSpec(name="hello", summary="say hello",
+                                 configure_parser=lambda p: p.add_argument("--who", default="world"),
+                                 run=lambda args: print(f"hello, {args.who}") or 0)
     """

@@ -8,27 +8,36 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import logging
+import re
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import pluggy
 
-from hercules_core.errors import PluginError
+from hercules_core.errors import HerculesError, PluginError
 from hercules_core.plugins import hookspecs
 from hercules_core.plugins.types import (
+    API_VERSION,
     PROJECT,
     ChunkStoreSpec,
+    CliCommandSpec,
     MetadataStoreSpec,
     PlacementSpec,
     RouteSetSpec,
+    SettingSpec,
     TransportSpec,
+    setting_env_name,
 )
+
+if TYPE_CHECKING:
+    from hercules_core.config import Config
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = PROJECT
-Spec = TypeVar("Spec", TransportSpec, ChunkStoreSpec, PlacementSpec, RouteSetSpec, MetadataStoreSpec)
+Spec = TypeVar("Spec", TransportSpec, ChunkStoreSpec, PlacementSpec, RouteSetSpec, MetadataStoreSpec,
+               CliCommandSpec)
 
 AREAS: dict[str, tuple[str, type]] = {
     "transport": ("hercules_transports", TransportSpec),
@@ -36,7 +45,23 @@ AREAS: dict[str, tuple[str, type]] = {
     "placement": ("hercules_placement_policies", PlacementSpec),
     "routes": ("hercules_gateway_routes", RouteSetSpec),
     "metadata_store": ("hercules_metadata_stores", MetadataStoreSpec),
+    "cli_command": ("hercules_cli_commands", CliCommandSpec),
 }
+
+
+@attrs.define
+class SettingInfo:
+    """One declared setting of a contribution, as ``hercules plugins`` shows it."""
+
+    area: str
+    contribution: str  # the descriptor's name: "zstd"
+    name: str
+    type: str
+    default: Any
+    help: str
+    env: str
+    current: Any = None  # the value config gives it now (``default`` when nothing sets it)
+    error: str | None = None  # why config's value for it is refused
 
 
 @attrs.define
@@ -50,6 +75,7 @@ class PluginInfo:
     hooks: list[str] = attrs.field(factory=list)
     contributes: dict[str, list[str]] = attrs.field(factory=dict)
     error: str | None = None
+    settings: list[SettingInfo] = attrs.field(factory=list)
 
 
 class PluginManager:
@@ -99,6 +125,7 @@ class PluginManager:
                 continue
             try:
                 module = ep.load()
+                _check_api(module, f"{dist or ep.name} {version or ''}".strip())
             except Exception as exc:  # noqa: BLE001 - one broken plugin must not crash the host
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning("plugin %s (%s) failed to load: %s", ep.name, dist, error)
@@ -107,6 +134,17 @@ class PluginManager:
                 self._info[ep.name] = PluginInfo(ep.name, dist, version, "failed", error=error)
                 continue
             self.register(module, ep.name, distribution=dist, version=version)
+
+    def load_providing(self, area: str, name: str) -> None:
+        """Load entry points one at a time, likeliest first (an entry-point name containing
+        ``name``), until one contributes ``name`` to ``area``: a client dialling ``tcp`` imports
+        the TCP transport, not every store and route set. An unknown name tries them all."""
+        candidates = sorted({ep.name for ep in md.entry_points(group=ENTRY_POINT_GROUP)},
+                            key=lambda ep_name: (name not in ep_name, ep_name))
+        for ep_name in candidates:
+            if name in self._specs(area):
+                return
+            self.load_entrypoints(allow=[ep_name])
 
     def freeze(self) -> None:
         """After assembly, registering raises: the running role's plugins are fixed."""
@@ -139,6 +177,7 @@ class PluginManager:
                         names = info.contributes.setdefault(area, [])
                         if spec.name not in names:
                             names.append(spec.name)
+                            info.settings += [_setting_info(area, spec, s) for s in getattr(spec, "settings", ())]
             self._cache[area] = found
         return self._cache[area]
 
@@ -176,12 +215,77 @@ class PluginManager:
     def metadata_store(self, name: str) -> MetadataStoreSpec:
         return self._select("metadata_store", name)
 
+    def cli_commands(self) -> dict[str, CliCommandSpec]:
+        """Every plugin subcommand by name: the CLI mounts them all beside its own."""
+        return dict(self._specs("cli_command"))
+
     # -- listing ----------------------------------------------------------------
 
-    def list_plugins(self) -> list[PluginInfo]:
+    def list_plugins(self, config: Config | None = None) -> list[PluginInfo]:
+        """Every plugin seen; with ``config``, each setting's current value (or why it is refused)."""
         for area in AREAS:
             self._specs(area)
-        return sorted(self._info.values(), key=lambda i: i.name)
+        rows = sorted(self._info.values(), key=lambda i: i.name)
+        if config is not None:
+            for row in rows:
+                for setting in row.settings:
+                    spec = self._specs(setting.area)[setting.contribution]
+                    try:
+                        setting.current, setting.error = config.plugin_options(spec)[setting.name], None
+                    except HerculesError as exc:
+                        setting.current, setting.error = None, exc.message
+        return rows
+
+    def check(self, config: Config | None = None) -> list[str]:
+        """Problems of the installed set: failed plugins, malformed descriptors, refused settings."""
+        problems = [f"plugin {i.name!r} from {i.distribution!r} failed: {i.error}"
+                    for i in self.list_plugins(config) if i.status == "failed"]
+        for area in AREAS:
+            for spec in self._specs(area).values():
+                problems += [f"{area} {spec.name!r}: {p}" for p in descriptor_problems(spec)]
+        for row in self._info.values():
+            problems += [f"{s.area} {s.contribution!r} setting {s.name}: {s.error}" for s in row.settings if s.error]
+        if config is not None:
+            sources = config.plugin_sources
+            for area, plugins in sorted(sources.tables.items()):
+                problems += [f"{sources.file}: [{area}.{name}] names no installed {area.replace('_', ' ')} "
+                             f"(installed: {', '.join(self.names(area)) or 'none'})"
+                             for name in sorted(set(plugins) - set(self.names(area)))]
+        return problems
+
+
+def _check_api(module: ModuleType, distribution: str) -> None:
+    """Refuse a module built for another plugin API (``HERCULES_API``, an int or a collection)."""
+    wanted = getattr(module, "HERCULES_API", None)
+    if wanted is None:
+        return
+    versions = set(wanted) if isinstance(wanted, list | tuple | set | frozenset | range) else {wanted}
+    if API_VERSION not in versions:
+        shown = ", ".join(str(v) for v in sorted(versions, key=str))
+        raise PluginError(f"{distribution} is built for plugin API {shown}; "
+                          f"this Hercules provides plugin API {API_VERSION}: install a release of it made for that")
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*\Z")
+
+
+def descriptor_problems(spec: Any) -> list[str]:
+    """A descriptor's basic checks: a valid name, every factory field callable, unique settings."""
+    problems = []
+    if not isinstance(spec.name, str) or not _NAME.match(spec.name):
+        problems.append(f"name {spec.name!r} is not lowercase letters, digits, '-', '_' or '.'")
+    for field in attrs.fields(type(spec)):
+        value = getattr(spec, field.name)
+        if "Callable" in str(field.type) and value is not None and not callable(value):
+            problems.append(f"{field.name} is {type(value).__name__}, not callable")
+    names = [s.name for s in getattr(spec, "settings", ())]
+    problems += [f"setting {n!r} is declared twice" for n in sorted({n for n in names if names.count(n) > 1})]
+    return problems
+
+
+def _setting_info(area: str, spec: Any, setting: SettingSpec) -> SettingInfo:
+    return SettingInfo(area, spec.name, setting.name, setting.type.__name__, setting.default, setting.help,
+                       setting_env_name(area, spec.name, setting.name), current=setting.default)
 
 
 def make_plugin_manager(*, load_entrypoints: bool = True, allow: Iterable[str] | None = None,
@@ -194,4 +298,4 @@ def make_plugin_manager(*, load_entrypoints: bool = True, allow: Iterable[str] |
 
 
 
-__all__ = ["PluginInfo", "PluginManager", "make_plugin_manager"]
+__all__ = ["PluginInfo", "PluginManager", "SettingInfo", "descriptor_problems", "make_plugin_manager"]

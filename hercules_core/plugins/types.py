@@ -2,11 +2,14 @@
 
 Hooks are synchronous and cheap: they return these descriptors. Everything that does
 I/O lives behind the async factories they carry, entered by the core in one
-``AsyncExitStack`` per role.
+``AsyncExitStack`` per role. Each descriptor names the core interface its factory must
+build (``ChunkStore``, ``MetadataStore``, ``PlacementPolicy``, ``FrameConnection``...), and
+may declare the plugin's own settings (``SettingSpec``), which the core fills from config.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -18,15 +21,83 @@ import pluggy
 from hercules_core.addresses import Address
 
 if TYPE_CHECKING:
+    import argparse
+
     from aiohttp import web
 
+    from hercules_core.client.client import Client
+    from hercules_core.config import Config
     from hercules_core.framing import Frame, FrameLimits
+    from hercules_core.master.store import MetadataStore
 
 PROJECT = "hercules"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+# The plugin API this core provides. A plugin module built for another one says so with a
+# module attribute ``HERCULES_API = 1`` (an int, or a collection of the ints it supports)
+# and is refused at loading, naming its distribution. A module without it is taken as fitting.
+API_VERSION = 1
 
 Buffer = bytes | bytearray | memoryview
+
+
+# --- plugin settings -------------------------------------------------------------
+
+SettingValue = bool | int | float | str
+SETTING_TYPES: tuple[type, ...] = (bool, int, float, str)
+_SETTING_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+
+def _check_default(spec: "SettingSpec", attribute: attrs.Attribute, value: Any) -> None:
+    if spec.type not in SETTING_TYPES:
+        raise TypeError(f"setting {spec.name!r}: type must be one of bool, int, float, str, "
+                        f"not {getattr(spec.type, '__name__', spec.type)!r}")
+    if not is_setting_value(spec.type, value):
+        raise TypeError(f"setting {spec.name!r}: default {value!r} is not a {spec.type.__name__}")
+    if spec.choices and value not in spec.choices:
+        raise ValueError(f"setting {spec.name!r}: default {value!r} is not one of {list(spec.choices)}")
+
+
+def is_setting_value(type_: type, value: Any) -> bool:
+    """``value`` is of ``type_`` (a bool is no int here; an int is a fine float)."""
+    if type_ is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if type_ is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, type_)
+
+
+def setting_env_name(area: str, plugin: str, name: str) -> str:
+    """``HERCULES_<AREA>_<PLUGIN>_<NAME>``, upper case, anything but letters and digits as ``_``."""
+    return "HERCULES_" + re.sub(r"[^A-Z0-9]+", "_", f"{area}_{plugin}_{name}".upper())
+
+
+@attrs.frozen
+class SettingSpec:
+    """One option a plugin declares for itself (as conda's ``CondaSetting``); the core fills it.
+
+    The value comes from the environment variable ``HERCULES_<AREA>_<PLUGIN>_<NAME>``
+    (``HERCULES_CHUNK_STORE_ZSTD_LEVEL``), else from the config file's table
+    ``[<area>.<plugin>]`` (``[chunk_store.zstd]``, key ``level``), else ``default``; it is
+    checked against ``type`` (and ``choices``) at start-up, an error naming the setting and
+    its source. The plugin's factory receives it in its context's ``options`` under ``name``.
+    """
+
+    name: str = attrs.field(validator=attrs.validators.matches_re(_SETTING_NAME))
+    """Key in the plugin's config table and tail of its variable: lowercase, ``[a-z0-9_]``."""
+    type: type
+    """``bool``, ``int``, ``float`` or ``str``; text from the environment is parsed to it
+    (an int accepts ``64MiB``, a bool ``true``/``false``/``1``/``0``)."""
+    default: SettingValue = attrs.field(validator=_check_default)
+    """The value when nothing sets it: of ``type``, and among ``choices`` if those are given."""
+    help: str = ""
+    """One line for ``hercules plugins``: what it changes, and its unit."""
+    choices: tuple[SettingValue, ...] = ()
+    """If given, the only values accepted."""
+    env_aliases: tuple[str, ...] = attrs.field(default=(), validator=attrs.validators.deep_iterable(
+        attrs.validators.matches_re(r"HERCULES_[A-Z0-9_]+")))
+    """Older ``HERCULES_*`` variable names still read (after the canonical one), so a rename
+    breaks nobody."""
 
 
 # --- transport -----------------------------------------------------------------
@@ -49,6 +120,22 @@ class FrameConnection(Protocol):
     async def wait_closed(self) -> None: ...
 
 
+@runtime_checkable
+class PushFrameConnection(FrameConnection, Protocol):
+    """Optional: a connection that also hands frames to a callback as they arrive. The RPC layer
+    uses it when offered (no reader task woken per frame) and ``read_frame`` otherwise."""
+
+    def deliver(self, on_frame: Callable[["Frame"], None], on_end: Callable[[BaseException], None]) -> None:
+        """From now on give every frame to ``on_frame`` (queued ones first; an exception it raises
+        ends the connection with it) and, once, after the last, why the stream ended to ``on_end``
+        (what ``read_frame`` would have raised). ``read_frame`` is not used after this."""
+
+    def pause_delivery(self) -> None:
+        """Hold further frames (backpressure) until ``resume_delivery``."""
+
+    def resume_delivery(self) -> None: ...
+
+
 ConnectionHandler = Callable[[FrameConnection], Awaitable[None]]
 
 
@@ -69,6 +156,10 @@ class TransportSpec:
     connect: Callable[[Address, "FrameLimits"], Awaitable[FrameConnection]]
     serve: Callable[[Address, ConnectionHandler, "FrameLimits"], Awaitable[FrameServer]]
     description: str = ""
+    settings: tuple[SettingSpec, ...] = ()
+    """Declared and validated like any plugin's, listed by ``hercules plugins``; ``connect`` and
+    ``serve`` take no options (the client library dials without a config), so a transport
+    reads its values itself with ``hercules_core.config.plugin_options(spec)``."""
 
 
 # --- chunk store -----------------------------------------------------------------
@@ -132,6 +223,8 @@ class ChunkStoreSpec:
     name: str
     open: Callable[[StoreContext], AbstractAsyncContextManager[ChunkStore]]
     description: str = ""
+    settings: tuple[SettingSpec, ...] = ()
+    """The store's own options, filled into ``StoreContext.options``."""
 
 
 # --- placement -------------------------------------------------------------------
@@ -163,9 +256,13 @@ class PlacementPolicy(Protocol):
 
 @attrs.frozen
 class PlacementSpec:
+    """A placement policy; ``create(options)`` builds it with its settings' values."""
+
     name: str
     create: Callable[[dict[str, Any]], PlacementPolicy]
     description: str = ""
+    settings: tuple[SettingSpec, ...] = ()
+    """The policy's own options, passed to ``create`` as its ``options``."""
 
 
 # --- gateway routes -----------------------------------------------------------------
@@ -175,9 +272,11 @@ class PlacementSpec:
 class GatewayContext:
     """What route sets get: a connected client library and the gateway's settings."""
 
-    client: Any  # hercules_core.client.Client (kept loose to avoid an import cycle)
-    config: Any
+    client: "Client"
+    config: "Config"
     state: dict[str, Any] = attrs.field(factory=dict)
+    options: dict[str, Any] = attrs.field(factory=dict)
+    """The route set's own settings (``RouteSetSpec.settings``): each set gets its own context."""
 
 
 @attrs.frozen
@@ -187,6 +286,16 @@ class RouteSetSpec:
     name: str
     register: Callable[["web.Application", GatewayContext], None]
     description: str = ""
+    # ``host:port`` (or a bare port) to serve the set on a port of its own, as an application of
+    # its own with no middleware of the gateway's (an S3 API answers in its own error format);
+    # ``None`` mounts it on the gateway's application.
+    listen: str | None = None
+    settings: tuple[SettingSpec, ...] = ()
+    """The set's own options, in ``GatewayContext.options`` of the context it is registered with."""
+    openapi: Callable[[], dict[str, Any]] | None = None
+    """The set's part of the gateway's OpenAPI 3.1 description (``/api/v1/openapi.json``): a dict
+    with ``paths`` and ``components``, merged with the other mounted sets' (a path two sets
+    describe is an error). ``None``: its routes are left undescribed."""
 
 
 # --- metadata store ------------------------------------------------------------------
@@ -194,6 +303,8 @@ class RouteSetSpec:
 
 @attrs.frozen
 class MetadataContext:
+    """What a metadata store is opened with: the master's data directory and its own options."""
+
     root_dir: Path
     options: dict[str, Any] = attrs.field(factory=dict)
 
@@ -203,5 +314,43 @@ class MetadataStoreSpec:
     """The master's durable state; ``open`` yields a ``hercules_core.master.store.MetadataStore``."""
 
     name: str
-    open: Callable[[MetadataContext], AbstractAsyncContextManager[Any]]
+    open: Callable[[MetadataContext], AbstractAsyncContextManager["MetadataStore"]]
     description: str = ""
+    settings: tuple[SettingSpec, ...] = ()
+    """The store's own options, filled into ``MetadataContext.options``."""
+    backup: Callable[[MetadataContext, Path], Awaitable[int]] | None = None
+    """``hercules backup``: write a consistent copy of the store opened with this context to the
+    file given, while a master may be running on it (everything acknowledged before the call
+    began is in the copy); return the copy's size in bytes. ``None``: this store has no backup."""
+    restore: Callable[[MetadataContext, Path, bool], Awaitable[None]] | None = None
+    """``hercules restore``: install a copy ``backup`` wrote as the store of a *stopped* master
+    (refusing while one runs there), replacing existing metadata only when the flag (``--force``)
+    is true. Handles and file ids must never be reused after it. ``None``: no restore."""
+
+
+# --- CLI subcommands -----------------------------------------------------------------
+
+
+@attrs.frozen
+class CliCommandSpec:
+    """A ``hercules <name>`` subcommand (conda's ``CondaSubcommand`` shape)."""
+
+    name: str
+    """The word after ``hercules``; a built-in command's name is refused, naming the distribution."""
+    summary: str
+    """One line, shown in ``hercules --help``."""
+    run: Callable[["argparse.Namespace"], int]
+    """Does the work with the parsed arguments; returns the exit code."""
+    configure_parser: Callable[["argparse.ArgumentParser"], None] | None = None
+    """Adds the command's arguments to its own subparser; keep it free of heavy imports (it runs
+    for every ``hercules`` command, at start-up)."""
+
+
+# The config area each descriptor type belongs to: its selection key and its settings' prefix.
+SPEC_AREAS: dict[type, str] = {
+    TransportSpec: "transport",
+    ChunkStoreSpec: "chunk_store",
+    PlacementSpec: "placement",
+    RouteSetSpec: "routes",
+    MetadataStoreSpec: "metadata_store",
+}

@@ -1,0 +1,192 @@
+"""The metadata sidecar format: a log of sealed records, each one chunk's whole ``ChunkMeta``.
+
+A record is ``<u32 length><4-byte store magic><u32 CRC32C of the body><body>``; the body is
+``ChunkMeta.encode()``. Updates append a record with one fdatasync while the log is small and
+replace the file by its newest record past ``SIDECAR_LOG_LIMIT``, so a metadata update costs
+one sync, never a rename. Reading takes the last intact record; only a torn *tail* (an append
+cut short by a crash) is forgiven, anything else is ``ChecksumMismatch``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from array import array
+from pathlib import Path
+from typing import ClassVar, Self
+
+import attrs
+
+from hercules_core.chunkstore.checksums import crc
+from hercules_core.chunkstore.fileio import datasync, pwrite_all, unlink_quiet, write_atomic
+from hercules_core.errors import ChecksumMismatch
+
+META_SUFFIX = ".meta"
+SIDECAR_LOG_LIMIT = 64 << 10  # past this a sidecar is rewritten to its newest record
+
+_RECORD = struct.Struct("<I")  # length prefix of each sealed record in the log
+_SEAL = struct.Struct("<4sI")  # store magic, CRC32C of the body
+_META_HEAD = struct.Struct("<QQQI")  # version, length, data-file generation, block count
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def seal(magic: bytes, body: bytes) -> bytes:
+    """Frame a sidecar body with the store's magic and its own CRC32C (bit rot in metadata shows)."""
+    return _SEAL.pack(magic, crc(body)) + body
+
+
+def unseal(magic: bytes, raw: bytes, what: str) -> bytes:
+    """The body of one sealed record, or ``ChecksumMismatch`` naming ``what`` if it is damaged."""
+    if len(raw) < _SEAL.size:
+        raise ChecksumMismatch(f"{what}: metadata sidecar is truncated")
+    found, expected = _SEAL.unpack_from(raw)
+    if found != magic:
+        raise ChecksumMismatch(f"{what}: metadata sidecar has magic {found!r}, expected {magic!r}")
+    body = raw[_SEAL.size:]
+    if crc(body) != expected:
+        raise ChecksumMismatch(f"{what}: metadata sidecar fails its CRC32C check")
+    return body
+
+
+def _record(sealed: bytes) -> bytes:
+    return _RECORD.pack(len(sealed)) + sealed
+
+
+def commit_sidecar(path: Path, sealed: bytes, tag: str) -> None:
+    """Make a new sidecar record durable with one fdatasync: appended to the sidecar's log while
+    it is small, else the file is replaced (atomically) by just this record.
+
+    A crash mid-append leaves a torn last record, which ``newest_record`` skips: the chunk then
+    reads with its previous metadata, and any block written since fails its CRC (never passes).
+    """
+    record = _record(sealed)
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        size = -1
+    if size < 0 or size + len(record) > max(SIDECAR_LOG_LIMIT, 4 * len(record)):
+        write_atomic(path, record, tag)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        view = memoryview(record)
+        while view:
+            view = view[os.write(fd, view):]
+        datasync(fd)
+    finally:
+        os.close(fd)
+
+
+def rewrite_sidecar(path: Path, sealed: bytes, tag: str) -> None:
+    """Replace the sidecar by a fresh log of one record: after a torn tail, where an append
+    could never be found again."""
+    write_atomic(path, _record(sealed), tag)
+
+
+def create_sidecar(path: Path, sealed: bytes) -> None:
+    """Write the first record of a sidecar that does not exist yet: ``O_EXCL`` + one fdatasync.
+
+    No tmp file or rename is needed, since there is no old content to keep: a crash leaves no
+    file, an empty one or a torn record, which ``newest_record`` refuses. The caller makes the
+    file's directory entry durable (``fsync_dir``) before it reports the chunk as created.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        pwrite_all(fd, _record(sealed), 0)
+        datasync(fd)
+    except BaseException:
+        os.close(fd)
+        unlink_quiet(path)
+        raise
+    os.close(fd)
+
+
+def newest_record(magic: bytes, raw: bytes, what: str) -> tuple[bytes, bool]:
+    """The body of a sidecar's last intact record, and whether the log ended cleanly.
+
+    Only a torn *tail* is forgiven; the next commit must then rewrite the file
+    (``rewrite_sidecar``), since an append after a torn record could not be found again.
+    """
+    pos, body = 0, None
+    while pos < len(raw):
+        if pos + _RECORD.size > len(raw):
+            break  # torn length prefix at the tail
+        (size,) = _RECORD.unpack_from(raw, pos)
+        end = pos + _RECORD.size + size
+        if end > len(raw):
+            break  # torn record at the tail
+        try:
+            body = unseal(magic, raw[pos + _RECORD.size:end], what)
+        except ChecksumMismatch:
+            if end == len(raw) and body is not None:
+                break  # the last append was cut short by a crash
+            raise
+        pos = end
+    if body is None:
+        raise ChecksumMismatch(f"{what}: metadata sidecar is truncated")
+    return body, pos == len(raw)
+
+
+@attrs.define
+class ChunkMeta:
+    """A sidecar's content: version, length, data-file generation and one CRC32C per block.
+
+    Stores add per-block columns by subclassing and extending ``COLUMNS`` (attribute name,
+    ``array`` typecode); every column has one entry per block and is stored little-endian.
+    """
+
+    COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (("crcs", "I"),)
+
+    version: int
+    length: int
+    gen: int = 0
+    crcs: list[int] = attrs.field(factory=list)
+
+    def encode(self) -> bytes:
+        count = len(self.crcs)
+        parts = [_META_HEAD.pack(self.version, self.length, self.gen, count)]
+        for name, code in self.COLUMNS:
+            column = array(code, getattr(self, name))
+            if len(column) != count:
+                raise ValueError(f"sidecar column {name} has {len(column)} entries, expected {count}")
+            if _BIG_ENDIAN:
+                column.byteswap()
+            parts.append(column.tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def decode(cls, body: bytes, what: str) -> Self:
+        """Parse ``encode``'s output; anything malformed is ``ChecksumMismatch`` naming ``what``."""
+        try:
+            version, length, gen, count = _META_HEAD.unpack_from(body)
+            pos = _META_HEAD.size
+            columns: dict[str, list[int]] = {}
+            for name, code in cls.COLUMNS:
+                column = array(code)
+                end = pos + count * column.itemsize
+                if end > len(body):
+                    raise ValueError("short column")
+                column.frombytes(body[pos:end])
+                if _BIG_ENDIAN:
+                    column.byteswap()
+                columns[name] = column.tolist()
+                pos = end
+            if pos != len(body):
+                raise ValueError("trailing bytes")
+        except (struct.error, ValueError) as exc:
+            raise ChecksumMismatch(f"{what}: malformed metadata sidecar ({exc})") from None
+        return cls(version, length, gen, **columns)
+
+
+__all__ = [
+    "META_SUFFIX",
+    "SIDECAR_LOG_LIMIT",
+    "ChunkMeta",
+    "commit_sidecar",
+    "create_sidecar",
+    "newest_record",
+    "rewrite_sidecar",
+    "seal",
+    "unseal",
+]

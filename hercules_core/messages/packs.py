@@ -1,0 +1,51 @@
+"""Messages of packed small files (docs/consistency.md, "Packed small files"): the open pack a
+client appends small files to, publishing one as an extent of it, and compaction."""
+
+from __future__ import annotations
+
+from hercules_core.messages.master import ChunkLocation
+from hercules_core.messages.registry import message
+
+__all__ = ["OpenPack", "PackTarget", "PublishPacked", "CompactPacks", "PacksCompacted"]
+
+
+@message("openpack")
+class OpenPack:
+    """The pack small files are appended to now, with a write lease; ``full`` names a pack an
+    append found full: it is sealed and the next one opened."""
+
+    full: int = 0
+    lane: int = 0  # which of the open packs (taken modulo PACK_LANES)
+
+
+@message("packtarget")
+class PackTarget:
+    location: ChunkLocation
+
+
+@message("pubpacked")
+class PublishPacked:
+    """Publish ``path`` as the record of ``length`` bytes at ``offset`` of pack ``handle`` (CRC32C
+    ``crc``), making its parent directories, in one commit; ``overwrite`` replaces a file there."""
+
+    path: str
+    handle: int
+    offset: int
+    length: int
+    crc: int
+    overwrite: bool = False
+    request_id: str = ""
+
+
+@message("compactpacks")
+class CompactPacks:
+    """Compact every sealed pack whose garbage passes ``garbage`` (0: the master's setting)."""
+
+    garbage: float = 0.0
+
+
+@message("packscompacted")
+class PacksCompacted:
+    packs: int
+    records_moved: int
+    bytes_freed: int

@@ -6,10 +6,11 @@ Layout under ``root_dir``::
     chunks/<handle % 256 as hex>/<handle as 16 hex>.chunk   chunk bytes, as is
     chunks/<handle % 256 as hex>/<handle as 16 hex>.meta    version, length, CRC32C per 64 KiB block
 
-Writes go in place: touched bytes are ``pwrite``-n and fdatasync'ed, then the sidecar is
-replaced atomically. A crash in between leaves old checksums over new bytes, which reads
+Writes go in place: touched bytes are ``pwrite``-n and fdatasync'ed, then a sidecar record
+with their checksums is committed (``chunkstore.sidecar``). A crash in between leaves old checksums over new bytes, which reads
 report as ``ChecksumMismatch`` (never as good data); appends cut short are simply invisible.
-Shared machinery (locks, sidecars, scan, usage) is in ``hercules_core.storeutil``.
+Everything else (layout, sidecars, locks, the start-up scan, usage) is the chunk-store kit,
+``hercules_core.chunkstore``: this module is the whole of what makes ``fs`` itself.
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from hercules_core.checksums import verify_blocks
+from hercules_core.chunkstore import (
+    STORE_SETTINGS,
+    BlockFileStore,
+    ChunkMeta,
+    datasync,
+    pread_upto,
+    pwrite_all,
+    verify_blocks,
+)
 from hercules_core.errors import ChecksumMismatch
 from hercules_core.plugins import hookimpl
 from hercules_core.plugins.types import ChunkStoreSpec
-from hercules_core.storeutil import BlockFileStore, ChunkMeta, datasync, pread_upto, pwrite_all
 
 
 class FsChunkStore(BlockFileStore[ChunkMeta]):
@@ -61,7 +69,8 @@ open_fs_store = FsChunkStore.open
 @hookimpl
 def hercules_chunk_stores() -> Iterator[ChunkStoreSpec]:
     yield ChunkStoreSpec(name="fs", open=open_fs_store,
-                         description="one file per chunk, CRC32C per 64 KiB block in a sidecar")
+                         description="one file per chunk, CRC32C per 64 KiB block in a sidecar",
+                         settings=STORE_SETTINGS)
 
 
 __all__ = ["FsChunkStore", "hercules_chunk_stores", "open_fs_store"]

@@ -25,11 +25,8 @@ from typing import ClassVar
 import attrs
 import zstandard
 
-from hercules_core.checksums import verify_blocks
-from hercules_core.errors import ChecksumMismatch, ConfigError
-from hercules_core.plugins import hookimpl
-from hercules_core.plugins.types import ChunkStoreSpec, StoreContext
-from hercules_core.storeutil import (
+from hercules_core.chunkstore import (
+    STORE_SETTINGS,
     BlockFileStore,
     ChunkMeta,
     datasync,
@@ -37,9 +34,18 @@ from hercules_core.storeutil import (
     pread_upto,
     pwrite_all,
     unlink_quiet,
+    verify_blocks,
 )
+from hercules_core.errors import ChecksumMismatch, ConfigError
+from hercules_core.plugins import hookimpl
+from hercules_core.plugins.types import ChunkStoreSpec, SettingSpec, StoreContext
 
 DEFAULT_LEVEL = 3
+SETTINGS = (
+    SettingSpec("level", int, DEFAULT_LEVEL, help="compression level: 1 fastest .. 22 smallest (negative: faster still)",
+                env_aliases=("HERCULES_ZSTD_LEVEL",)),
+    *STORE_SETTINGS,
+)
 IO_PIECE = 4 << 20  # coalesced reads and compaction copies move at most this much at once
 
 
@@ -63,12 +69,18 @@ class ZstdChunkStore(BlockFileStore[ZstdMeta]):
 
     def __init__(self, ctx: StoreContext) -> None:
         super().__init__(ctx)
-        self.level = ctx.options.get("zstd_level", DEFAULT_LEVEL)
+        self.level = ctx.options.get("level", DEFAULT_LEVEL)
         try:
             zstandard.ZstdCompressor(level=self.level)
         except (TypeError, ValueError, zstandard.ZstdError) as exc:
-            raise ConfigError(f"zstd_level {self.level!r} is not usable: {exc}") from None
+            raise ConfigError(f"zstd level {self.level!r} is not usable: {exc}") from None
         self._local = threading.local()  # zstd contexts are not thread-safe: one pair per thread
+        self._compressed = [0, 0]  # block bytes compressed, frame bytes they became (since start)
+
+    @property
+    def compression_totals(self) -> tuple[int, int]:
+        """(bytes compressed, bytes written for them) since start: the chunkserver's metrics read it."""
+        return self._compressed[0], self._compressed[1]
 
     def _compressor(self) -> zstandard.ZstdCompressor:
         cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
@@ -134,6 +146,8 @@ class ZstdChunkStore(BlockFileStore[ZstdMeta]):
         frames = [cctx.compress(view[pos:pos + bs]) for pos in range(0, len(view), bs)]
         stop = first + len(frames)
         new_bytes = sum(len(frame) for frame in frames)
+        self._compressed[0] += len(view)
+        self._compressed[1] += new_bytes
         live = sum(meta.clens[:first]) + sum(meta.clens[stop:]) + new_bytes
         size = os.fstat(fd).st_size
         if size + new_bytes > 2 * live:
@@ -213,7 +227,8 @@ open_zstd_store = ZstdChunkStore.open
 @hookimpl
 def hercules_chunk_stores() -> Iterator[ChunkStoreSpec]:
     yield ChunkStoreSpec(name="zstd", open=open_zstd_store,
-                         description="zstd frame per 64 KiB block, log-structured, random reads")
+                         description="zstd frame per 64 KiB block, log-structured, random reads",
+                         settings=SETTINGS)
 
 
 __all__ = ["ZstdChunkStore", "ZstdMeta", "hercules_chunk_stores", "open_zstd_store"]

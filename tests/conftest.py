@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from hercules_core.client import Client, connect
+from hercules_core.testing.cluster import LocalCluster
+from tests.helpers import FAST, Http
 
 
 @pytest.fixture
@@ -35,3 +39,27 @@ def no_leftover_modules() -> Iterator[None]:
     for name in set(sys.modules) - before:
         if name.startswith("thirdparty_"):
             del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One real cluster (FAST settings) shared by a module's tests."""
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), settings=FAST) as c:
+        yield c
+
+
+@pytest.fixture
+def gw(cluster: LocalCluster) -> Iterator[Http]:
+    h = Http(cluster.gateway_url)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+async def client(cluster: LocalCluster) -> AsyncIterator[Client]:
+    """A native client of the module's cluster, closed after the test."""
+    c = await connect(cluster.master_addr)
+    try:
+        yield c
+    finally:
+        await c.close()

@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import socket
+import struct
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hercules_core import codec
+from hercules_core.framing import HEADER_SIZE, Frame, Kind
 from hercules_core.testing.cluster import LocalCluster
 
 MiB = 1 << 20
@@ -42,6 +46,12 @@ class Http:
              ) -> tuple[int, Any]:
         status, _, data = self.request(method, path, body, headers)
         return status, json.loads(data) if data else None
+
+    def put_files(self, files: dict[str, bytes]) -> dict[str, bytes]:
+        """PUT each of ``files`` (path -> content) whole; each must be created. Returns ``files``."""
+        for path, data in files.items():
+            assert self.json("PUT", f"/api/v1/files{path}", data)[0] == 201, path
+        return files
 
     def close(self) -> None:
         self.conn.close()
@@ -108,3 +118,76 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):  # 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+async def replicas_identical(master: str, paths: list[str], copies: int = 3) -> bool:
+    """Whether every chunk of ``paths`` has ``copies`` live replicas holding the same bytes."""
+    from hercules_core.client import connect
+
+    client = await connect(master)
+    try:
+        for path in paths:
+            for handle in await file_handles(client, path):
+                contents = await replica_contents(client, handle)
+                if len(contents) != copies or len(set(contents.values())) != 1:
+                    return False
+        return True
+    finally:
+        await client.close()
+
+
+def read_http_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read an HTTP answer until the peer closes: its status, headers (names lower-cased) and body."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+class RawPeer:
+    """A native-protocol peer on a plain socket: sends any bytes, reads whatever frames come back
+    (what a hostile or broken client does; ``hercules_core.rpc`` would refuse to send most of it)."""
+
+    def __init__(self, address: str, timeout: float = 10.0, source: str = "127.0.0.1") -> None:
+        host, _, port = address.rpartition(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout, source_address=(source, 0))
+        self._buf = b""
+
+    def send(self, raw: bytes) -> None:
+        self.sock.sendall(raw)
+
+    def request(self, msg: Any, request_id: int = 1, data: bytes = b"") -> None:
+        frame = Frame(Kind.REQUEST, request_id, codec.encode(msg), data)
+        self.send(frame.header() + frame.meta + data)
+
+    def read_frame(self) -> tuple[int, Any] | None:
+        """The next reply as (request id, decoded message); ``None`` once the server closed."""
+        while True:
+            if len(self._buf) >= HEADER_SIZE:
+                _, _, _, request_id, meta_len, data_len = struct.unpack_from("!2sBBIII", self._buf)  # framing's header
+                end = HEADER_SIZE + meta_len + data_len
+                if len(self._buf) >= end:
+                    meta = self._buf[HEADER_SIZE:HEADER_SIZE + meta_len]
+                    self._buf = self._buf[end:]
+                    return request_id, codec.decode(meta)
+            try:
+                more = self.sock.recv(1 << 16)
+            except ConnectionResetError:
+                more = b""
+            if not more:
+                return None
+            self._buf += more
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmRSS for pid {pid}")

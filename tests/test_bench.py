@@ -5,7 +5,9 @@ Timings are never asserted: only that each workload produced positive numbers an
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 RESULTS = ["large_gateway_rf3", "large_gateway_rf1", "large_client_rf3", "large_client_rf1",
-           "small_gateway", "small_client", "medium_gateway", "medium_client", "metadata", "append",
+           "small_gateway", "small_client", "s3_large", "s3_small", "medium_gateway", "medium_client", "metadata", "append",
            "store_fs_json", "store_fs_random", "store_zstd_json", "store_zstd_random"]
 CEILINGS = {"disk_stream": "MBps", "disk_sync_ops": "ops_per_s", "loopback_socket": "MBps",
             "loopback_asyncio": "MBps", "round_trips": "per_s"}
@@ -32,6 +34,9 @@ def test_bench_quick_writes_complete_verified_json(tmp_path: Path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
     assert "all reads verified" in proc.stdout
+    # the S3 rows are printed beside the REST ones, in the same units
+    assert re.search(r"large object, S3, rf=3 +write +[\d,.]+ +MB/s", proc.stdout), proc.stdout
+    assert re.search(r"4 KiB objects, S3, 8 clients +GetObject +[\d,.]+ +files/s", proc.stdout), proc.stdout
     doc = json.loads((tmp_path / "out.json").read_text())
     assert doc["ok"] is True and doc["errors"] == [] and doc["skipped"] == {}
 
@@ -60,3 +65,18 @@ def test_bench_quick_writes_complete_verified_json(tmp_path: Path) -> None:
     rows = doc["rows"]
     assert {r["workload"] for r in rows} == set(RESULTS)
     assert all(r["value"] > 0 for r in rows), [r for r in rows if not r["value"] > 0]
+
+
+def test_bench_s3_signer_signs_as_the_gateway_verifies() -> None:
+    sigv4 = pytest.importorskip("hercules_s3.sigv4")
+    from hercules_bench.s3 import Signer
+
+    now = datetime.datetime(2026, 12, 2, 3, 0, 0, tzinfo=datetime.timezone.utc)
+    url = "http://127.0.0.1:8333/bench-abc/s3/small/000001"
+    headers = {"host": "127.0.0.1:8333", **Signer("AK", "SK").headers("PUT", url, now)}
+    signed = sigv4.verify("PUT", "/bench-abc/s3/small/000001", "", headers, {"AK": sigv4.Keys("AK", "SK")}.get,
+                          now=now.timestamp())
+    assert signed.payload_hash == sigv4.UNSIGNED
+    with pytest.raises(sigv4.S3Error):
+        sigv4.verify("PUT", "/bench-abc/s3/small/000001", "", headers,
+                     {"AK": sigv4.Keys("AK", "other")}.get, now=now.timestamp())

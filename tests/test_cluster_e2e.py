@@ -8,7 +8,6 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,6 @@ import pytest
 from hercules_core.client import connect
 from hercules_core.testing.cluster import LocalCluster
 from tests.helpers import FAST, MiB, Http, chunk_files, disk_usage, sha256
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path_factory.mktemp("cluster"), settings=FAST) as c:
-        yield c
-
-
-@pytest.fixture
-def gw(cluster: LocalCluster) -> Iterator[Http]:
-    h = Http(cluster.gateway_url)
-    yield h
-    h.close()
 
 
 def _handles(gw: Http, path: str, count: int) -> list[int]:
@@ -244,7 +230,7 @@ def test_error_statuses(gw: Http, method: str, path: str, body: object, status: 
 
 def test_upload_protocol_checks_first_and_leaves_nothing_behind(cluster: LocalCluster) -> None:
     from hercules_core import messages as m
-    from hercules_core.errors import AlreadyExists, InvalidArgument, NotFound
+    from hercules_core.errors import AlreadyExists, HerculesError, InvalidArgument, NotFound
 
     async def run() -> None:
         client = await connect(cluster.master_addr)
@@ -273,9 +259,18 @@ def test_upload_protocol_checks_first_and_leaves_nothing_behind(cluster: LocalCl
                 await client._master(m.BeginUpload("/uproto/d.bin", None, False, "../../escape"))
             with pytest.raises(NotFound):
                 await client._master(m.PublishUpload("/.hercules/uploads/none", "/uproto/e.bin", 0, False, ""))
-            uploads = await client.list("/.hercules/uploads")
-            assert [e.path for e in uploads.entries] == ["/.hercules/uploads/no-hint"]
-            await client.delete("/.hercules/uploads/no-hint")
+            with pytest.raises(HerculesError) as refused:  # the internal tree is the master's alone
+                await client.list("/.hercules/uploads")
+            assert refused.value.code == "forbidden"
+            with pytest.raises(HerculesError) as refused:
+                await client.delete("/.hercules/uploads/no-hint")
+            assert refused.value.code == "forbidden"
+            # the published upload left the uploads directory; the one without data is still there
+            with pytest.raises(NotFound):
+                await client._master(m.PublishUpload(temp.path, "/uproto/b2.bin", 0, False, ""))
+            leftover = await client._master(m.PublishUpload("/.hercules/uploads/no-hint", "/uproto/z.bin", 0,
+                                                            False, ""))
+            assert leftover.path == "/uproto/z.bin"
         finally:
             await client.close()
 
@@ -355,9 +350,7 @@ def test_zstd_store_uses_clearly_less_disk_for_compressible_data(tmp_path: Path)
 def test_reads_survive_a_killed_chunkserver(tmp_path: Path) -> None:
     with LocalCluster(tmp_path, settings=FAST) as c:
         h = Http(c.gateway_url)
-        files = {f"/k/{n}.bin": random.randbytes(random.randint(1, 5) * MiB + n) for n in range(4)}
-        for path, data in files.items():
-            assert h.json("PUT", f"/api/v1/files{path}", data)[0] == 201
+        files = h.put_files({f"/k/{n}.bin": random.randbytes(random.randint(1, 5) * MiB + n) for n in range(4)})
         c.procs["chunk2"].signal(signal.SIGKILL)
         for path, data in files.items():
             status, _, got = h.request("GET", f"/api/v1/files{path}")

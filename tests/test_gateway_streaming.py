@@ -14,7 +14,6 @@ from hercules_core.client.pieces import PieceAssembler, rechunk
 from hercules_core.plugins.types import Buffer
 from hercules_core.testing.cluster import LocalCluster
 from tests.helpers import MiB, Http, sha256
-from tests.test_cluster_e2e import cluster, gw  # noqa: F401  (the same module-scoped cluster fixtures)
 
 
 def _odd_parts(data: bytes, rng: random.Random) -> list[Buffer]:

@@ -173,9 +173,7 @@ def test_stale_replica_of_a_paused_chunkserver_is_never_served_and_is_replaced(t
 def test_killed_chunkserver_is_re_replicated_within_bounded_time(tmp_path: Path) -> None:
     with LocalCluster(tmp_path, chunkservers=4, settings=GFS) as c:
         h = Http(c.gateway_url)
-        files = {f"/f{n}": random.randbytes(3 * MiB + n) for n in range(4)}
-        for path, data in files.items():
-            assert h.json("PUT", f"/api/v1/files{path}", data)[0] == 201
+        files = h.put_files({f"/f{n}": random.randbytes(3 * MiB + n) for n in range(4)})
         counts = h.json("GET", "/api/v1/cluster")[1]["chunkservers"]
         victim = max(range(4), key=lambda i: next(s["chunk_count"] for s in counts if s["address"] == c.chunk_addr(i)))
         killed_at = time.monotonic()
@@ -319,9 +317,7 @@ def test_new_chunkserver_receives_chunks_until_usage_evens_out(tmp_path: Path) -
     settings = {**GFS, "HERCULES_CAPACITY_BYTES": "40MiB"}
     with LocalCluster(tmp_path, settings=settings) as c:
         h = Http(c.gateway_url)
-        files = {f"/load/{n}": random.randbytes(4 * MiB) for n in range(5)}
-        for path, data in files.items():
-            assert h.json("PUT", f"/api/v1/files{path}", data)[0] == 201
+        files = h.put_files({f"/load/{n}": random.randbytes(4 * MiB) for n in range(5)})
         c.add_chunkserver()
 
         def spread() -> float | None:
@@ -345,18 +341,77 @@ def test_abandoned_uploads_are_removed_after_the_upload_timeout(tmp_path: Path) 
         async def main() -> None:
             client = await connect(c.master_addr)
             try:
-                await client.mkdir("/.hercules/uploads")
-                await client.create("/.hercules/uploads/abandoned")  # a client that died mid-upload
-                await client.write("/.hercules/uploads/abandoned", 0, b"partial")
+                # a client that died mid-upload: its hidden file holds a chunk of data, never published
+                started = await client._master(m.BeginUpload("/abandoned.bin", None, False, "abandoned", size_hint=7))
+                client.locations.leased(started.temp.file_id, started.first_chunk)
+                await client._write_into(started.temp.file_id, b"partial")
                 deadline = time.monotonic() + 20
                 while True:
                     try:
-                        await client.stat("/.hercules/uploads/abandoned")
+                        await client._master(m.FindChunk(started.first_chunk.handle))
                     except HerculesError as exc:
                         assert exc.code == "not_found"
                         return
                     assert time.monotonic() < deadline, "abandoned upload was never removed"
                     await asyncio.sleep(0.2)
+            finally:
+                await client.close()
+
+        run(main())
+
+
+def test_a_failed_upload_drops_its_hidden_file_and_chunks_at_once(tmp_path: Path) -> None:
+    """The hidden file of an upload whose source fails is dropped by the client's AbortUpload,
+    not left for the abandoned-upload sweep (an hour by default)."""
+    with LocalCluster(tmp_path, settings=GFS) as c:
+        async def main() -> None:
+            client = await connect(c.master_addr)
+            handles: list[int] = []
+            real_write_piece = client._write_piece
+
+            async def write_piece(file_id: int, offset: int, data) -> None:  # noqa: ANN001
+                await real_write_piece(file_id, offset, data)
+                loc = client.locations.lease(file_id, offset // client.chunk_size)
+                handles.append(loc.handle)
+
+            client._write_piece = write_piece
+
+            async def failing_source():  # noqa: ANN202
+                for _ in range(3):  # whole chunks, so pieces are written before the failure
+                    yield b"x" * client.chunk_size
+                deadline = time.monotonic() + 30
+                while not handles and time.monotonic() < deadline:  # let a piece land first
+                    await asyncio.sleep(0.05)
+                raise OSError("the local disk went away")
+
+            try:
+                try:
+                    await client.upload("/failed.bin", failing_source())
+                except OSError:
+                    pass
+                else:
+                    raise AssertionError("the upload did not fail")
+                assert handles, "the upload wrote no chunk before failing"
+                for handle in handles:
+                    try:
+                        await client._master(m.FindChunk(handle))
+                    except HerculesError as exc:
+                        assert exc.code == "not_found"
+                    else:
+                        raise AssertionError(f"chunk {handle} of the failed upload is still known")
+                try:
+                    await client.stat("/failed.bin")
+                except HerculesError as exc:
+                    assert exc.code == "not_found"
+                else:
+                    raise AssertionError("a failed upload was published")
+                try:  # aborting twice (or after the sweep) is harmless
+                    await client._master(m.AbortUpload("/.hercules/uploads/gone"))
+                    await client._master(m.AbortUpload("/elsewhere"))
+                except HerculesError as exc:
+                    assert exc.code == "invalid_argument"
+                else:
+                    raise AssertionError("AbortUpload accepted a path outside the uploads")
             finally:
                 await client.close()
 

@@ -18,10 +18,13 @@ from typing import Any
 import pytest
 
 from hercules_core import backup
+from hercules_core.builtin.metadata_sqlite import commits
+from hercules_core.builtin.metadata_sqlite.backup import ID_GAP
 from hercules_core.errors import AlreadyExists, ConfigError, HerculesError, InvalidArgument, NotFound
 from hercules_core.master.store import FreedChunks
 from hercules_core.plugins import make_plugin_manager
-from hercules_core.plugins.types import MetadataContext
+from hercules_core.plugins.types import MetadataContext, MetadataStoreSpec
+from hercules_core.testing.metadata_contract import MetadataStoreContract, creates_some_failing
 
 DB = "metadata.sqlite3"
 
@@ -29,6 +32,15 @@ DB = "metadata.sqlite3"
 def open_store(root: Path, **options: Any) -> AbstractAsyncContextManager[Any]:
     """Through the plugin manager, as the master does."""
     return make_plugin_manager().metadata_store("sqlite").open(MetadataContext(root, options))
+
+
+def take_backup(root: Path, out: Path) -> int:
+    """``hercules backup``'s path: the configured store's own backup."""
+    return asyncio.run(backup.backup(make_plugin_manager().metadata_store("sqlite"), MetadataContext(root), out))
+
+
+def restore_backup(archive: Path, root: Path, force: bool = False) -> None:
+    asyncio.run(backup.restore(make_plugin_manager().metadata_store("sqlite"), MetadataContext(root), archive, force))
 
 
 async def names(store: Any, path: str) -> set[str]:
@@ -41,26 +53,7 @@ async def names(store: Any, path: str) -> set[str]:
 
 async def test_group_commit_isolates_failures_and_everything_acknowledged_survives(tmp_path: Path) -> None:
     async with open_store(tmp_path) as store:
-        await store.mkdir("/d")
-        await store.create("/d/taken", 1)
-
-        async def one(i: int) -> str:
-            if i % 10 == 3:
-                await store.create("/d/taken", 1)  # AlreadyExists
-            elif i % 10 == 7:
-                await store.create(f"/missing/f{i}", 1)  # NotFound
-            elif i % 10 == 9:
-                await store.mkdir(f"/d/sub{i}")
-                return f"/d/sub{i}"
-            else:
-                await store.create(f"/d/f{i:03d}", 1)
-            return f"/d/f{i:03d}"
-
-        results = await asyncio.gather(*(one(i) for i in range(200)), return_exceptions=True)
-        ok = {r for r in results if isinstance(r, str)}
-        failed = [r for r in results if isinstance(r, BaseException)]
-        assert len(failed) == 40
-        assert all(isinstance(e, (AlreadyExists, NotFound)) for e in failed)
+        ok = await creates_some_failing(store, 200)  # 40 of them fail
         assert len(ok) == 160
         assert await names(store, "/d") == ok | {"/d/taken"}
         stats = await store.stats()
@@ -88,14 +81,12 @@ def test_group_commit_waits_briefly_for_writers_of_recent_batches(tmp_path: Path
     of a batch (here they come from another thread 50 ms later); a lone writer never waits."""
     import threading
 
-    from hercules_core.builtin import metadata_sqlite as ms
-
-    monkeypatch.setattr(ms, "LINGER_MAX", 5.0)
-    store = ms.SqliteMetadataStore(tmp_path / DB)
+    monkeypatch.setattr(commits, "LINGER_MAX", 5.0)
+    store = commits.GroupCommit(tmp_path / DB, sqlite3.connect, lambda: None, lambda db: None)
     store._commit_seconds = 20.0  # so the wait is LINGER_MAX
 
     def op(write: bool = True) -> Any:
-        return ms._Op(lambda db: None, write, None, None)  # type: ignore[arg-type]
+        return commits.Op(lambda db: None, write, None, None)  # type: ignore[arg-type]
 
     store._recent_batches.extend([8, 8])
     for _ in range(2):
@@ -149,42 +140,21 @@ async def test_one_master_per_root_dir(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="locked"):
             async with open_store(tmp_path):
                 pass
-        backup.backup(tmp_path, tmp_path / "copy.sqlite3")  # an online backup is fine
+        spec, ctx = make_plugin_manager().metadata_store("sqlite"), MetadataContext(tmp_path)
+        await backup.backup(spec, ctx, tmp_path / "copy.sqlite3")  # an online backup is fine
         with pytest.raises(HerculesError, match="locked"):
-            backup.restore(tmp_path / "copy.sqlite3", tmp_path, force=True)
+            await backup.restore(spec, ctx, tmp_path / "copy.sqlite3", force=True)
 
 
 # -- request ids ------------------------------------------------------------------------------
 
 
-async def test_request_ids_replay_results_and_survive_restart(tmp_path: Path) -> None:
+async def test_a_request_id_used_for_another_request_is_refused(tmp_path: Path) -> None:
+    """Replays and restarts are in the contract suite (``TestSqliteContract``); this is particular."""
     async with open_store(tmp_path) as store:
-        first = await store.create("/a", 2, request_id="req-create")
-        assert await store.create("/a", 2, request_id="req-create") == first  # a retry, not a 409
-        with pytest.raises(AlreadyExists):
-            await store.create("/a", 2, request_id="req-other")
-        with pytest.raises(AlreadyExists):
-            await store.create("/a", 2)
-
-        assert await store.rename("/a", "/b", False, request_id="req-rename") == FreedChunks([])
-        await store.create("/a", 1)  # someone reuses the old name
-        assert await store.rename("/a", "/b", False, request_id="req-rename") == FreedChunks([])
-        assert await names(store, "/") == {"/a", "/b"}, "the replayed rename must not apply twice"
-
-        await store.delete("/b", False, request_id="req-delete")
-        assert await store.delete("/b", False, request_id="req-delete") == FreedChunks([])
-        back = await store.undelete("/b", request_id="req-undelete")
-        assert await store.undelete("/b", request_id="req-undelete") == back
-        snap = await store.snapshot("/b", "/snap", request_id="req-snap")
-        assert await store.snapshot("/b", "/snap", request_id="req-snap") == snap
-
+        await store.create("/a", 2, request_id="req-create")
         with pytest.raises(InvalidArgument, match="another request"):
             await store.create("/c", 1, request_id="req-create")  # the same id for something else
-
-    async with open_store(tmp_path) as store:  # a master restarted between commit and reply
-        assert await store.create("/a", 2, request_id="req-create") == first
-        assert await store.rename("/a", "/b", False, request_id="req-rename") == FreedChunks([])
-        assert await names(store, "/") == {"/a", "/b", "/snap"}
 
 
 async def test_publish_sizes_makes_parents_and_moves_in_one_step(tmp_path: Path) -> None:
@@ -229,7 +199,7 @@ async def test_a_failed_request_is_not_recorded_and_old_ids_are_pruned(tmp_path:
         assert (await store.stats())["request_ids"] == 1
 
         await store._mutate(lambda db: db.execute("UPDATE requests SET at = at - 7200"))
-        store._last_prune = 0.0  # the next commit prunes
+        store._prune.last = 0.0  # the next commit prunes
         await store.mkdir("/other")
         assert (await store.stats())["request_ids"] == 0
         with pytest.raises(AlreadyExists):
@@ -376,14 +346,14 @@ def test_online_backup_while_writing_then_restore(tmp_path: Path) -> None:
     proc = _start_writer(root)
     try:
         before = _read_acks(proc, 300)  # acknowledged before the backup starts
-        size = backup.backup(root, tmp_path / "backup.sqlite3")
+        size = take_backup(root, tmp_path / "backup.sqlite3")
         after = _read_acks(proc, 100)  # the writer kept going
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
     assert size > 0 and after
 
-    backup.restore(tmp_path / "backup.sqlite3", fresh)
+    restore_backup(tmp_path / "backup.sqlite3", fresh)
     db = sqlite3.connect(fresh / DB)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
@@ -396,9 +366,79 @@ def test_online_backup_while_writing_then_restore(tmp_path: Path) -> None:
     restored, file_id, handle = asyncio.run(check())
     assert set(before) <= restored
     # ids the master may have handed out after the backup are never reused after a restore
-    assert file_id > backup.ID_GAP and handle > backup.ID_GAP
+    assert file_id > ID_GAP and handle > ID_GAP
     with pytest.raises(HerculesError, match="exists"):
-        backup.restore(tmp_path / "backup.sqlite3", fresh)
+        restore_backup(tmp_path / "backup.sqlite3", fresh)
     (tmp_path / "junk").write_bytes(os.urandom(8192))
     with pytest.raises(HerculesError, match="not a Hercules metadata backup"):
-        backup.restore(tmp_path / "junk", fresh, force=True)
+        restore_backup(tmp_path / "junk", fresh, force=True)
+
+
+async def test_backup_and_restore_of_a_store_without_them_fail_clearly(tmp_path: Path) -> None:
+    """``hercules backup``/``restore`` go through the store's spec: one that provides neither is
+    refused by name, and nothing is written."""
+    import attrs
+
+    bare = attrs.evolve(make_plugin_manager().metadata_store("sqlite"), name="bare", backup=None, restore=None)
+    with pytest.raises(ConfigError, match="'bare' cannot be backed up.*provides no backup"):
+        await backup.backup(bare, MetadataContext(tmp_path), tmp_path / "copy")
+    with pytest.raises(ConfigError, match="'bare' cannot be restored.*provides no restore"):
+        await backup.restore(bare, MetadataContext(tmp_path), tmp_path / "copy", force=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+class TestSqliteContract(MetadataStoreContract):
+    """The contract a third-party metadata store runs, against the built-in one."""
+
+    def store_spec(self) -> MetadataStoreSpec:
+        return make_plugin_manager(strict=True).metadata_store("sqlite")
+
+    def corrupt(self, root_dir: Path) -> Path:
+        _header(root_dir / DB)
+        return root_dir / DB
+
+    def remove(self, root_dir: Path) -> Path:
+        (root_dir / DB).unlink()
+        return root_dir / DB
+
+
+async def test_handle_batches_of_a_store_without_them_come_from_all_handles() -> None:
+    from hercules_core.master.store import handle_batches
+
+    class Plain:  # only what the protocol requires
+        async def all_handles(self) -> list[int]:
+            return [1, 2, 3, 5, 8]
+
+    assert [batch async for batch in handle_batches(Plain(), 2)] == [[1, 2], [3, 5], [8]]  # type: ignore[arg-type]
+
+
+def test_backup_and_restore_reach_the_disk_through_the_one_durable_replace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy is fsynced, renamed over its target and its directory fsynced (the kit's
+    ``replace_durably``), and a copy cut short leaves the old file and no tmp file behind."""
+    from hercules_core.chunkstore import fileio
+
+    async def make() -> None:
+        async with open_store(tmp_path / "master") as store:
+            await store.create("/kept", 1)
+
+    asyncio.run(make())
+    synced: list[str] = []
+    monkeypatch.setattr(fileio, "fsync_path", lambda path: synced.append(f"file {Path(path).name}"))
+    monkeypatch.setattr(fileio, "fsync_dir", lambda path: synced.append(f"dir {Path(path).name}"))
+    out = tmp_path / "out" / "backup.sqlite3"
+    take_backup(tmp_path / "master", out)
+    assert synced == ["file backup.sqlite3.tmp", "dir out"]
+    synced.clear()
+    restore_backup(out, tmp_path / "restored")
+    assert synced[:2] == [f"file {DB}.restore", "dir restored"]  # then hercules' own restored marker
+    old = out.read_bytes()
+
+    def crash(*_: Any) -> None:
+        raise OSError("simulated crash at the rename")
+
+    monkeypatch.setattr(fileio.os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        take_backup(tmp_path / "master", out)
+    assert out.read_bytes() == old
+    assert sorted(p.name for p in out.parent.iterdir()) == ["backup.sqlite3"]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import textwrap
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hercules_store_fs import FsChunkStore
+from hercules_store_zstd import ZstdChunkStore
 
-from hercules_core import storeutil
+from hercules_core import chunkstore
+from hercules_core.chunkstore import blockfile, fileio, sidecar
+from hercules_core.chunkstore.memory import SidecarCache, sidecar_bytes
 from hercules_core.errors import ChecksumMismatch, ConfigError, Unavailable
 from hercules_core.plugins import make_plugin_manager
 from hercules_core.plugins.types import ChunkInfo, ChunkStore, StoreContext
@@ -50,6 +56,26 @@ class TestFsContract(StoreUnderTest):
 
 class TestZstdContract(StoreUnderTest):
     name = "zstd"
+
+
+def kit_example() -> type:
+    """The minimal store of ``hercules_core.chunkstore``'s docstring, run as written."""
+    doc = chunkstore.__doc__ or ""
+    block = doc[doc.index("::\n", doc.index("A minimal store")) + 3:doc.index("\nIts ``open``")]
+    namespace: dict[str, Any] = {}
+    exec(textwrap.dedent(block), namespace)  # noqa: S102 - our own docstring
+    return namespace["PlainStore"]
+
+
+class TestKitExampleContract(ChunkStoreContract):
+    """The kit's documented example is a whole store: it passes the same contract as fs and zstd."""
+
+    def open_store(self, root_dir: Path) -> AbstractAsyncContextManager[ChunkStore]:
+        return kit_example().open(StoreContext(root_dir, {}))
+
+    def corrupt(self, root_dir: Path, handle: int) -> None:
+        (path,) = root_dir.glob(f"chunks/*/{handle:016x}.chunk")
+        flip_byte(path, path.stat().st_size // 2)
 
 
 # --- both stores ---------------------------------------------------------------------
@@ -142,7 +168,7 @@ async def test_crash_before_metadata_on_append_keeps_the_old_chunk(
         await store.create(1, 1)
         await store.write(1, 0, old)
         with monkeypatch.context() as patch:
-            patch.setattr(storeutil, "commit_sidecar", crash)
+            patch.setattr(blockfile, "commit_sidecar", crash)
             with pytest.raises(SimulatedCrash):
                 await store.write(1, len(old), payload(3 * BLOCK, seed=2))
     async with open_store(name, tmp_path) as store:
@@ -154,22 +180,33 @@ async def test_crash_before_metadata_on_append_keeps_the_old_chunk(
 @both
 async def test_crash_before_metadata_on_overwrite(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """fs overwrites in place: the torn block must read as corrupt. zstd appends: the old chunk stays."""
+    """fs overwrites in place: the torn block must read as corrupt. zstd appends: the old chunk stays.
+    So too in the store that saw the writes fail: its sidecar in memory is dropped, never half updated."""
     old = payload(3 * BLOCK, seed=1)
-    async with open_store(name, tmp_path) as store:
-        await store.create(1, 1)
-        await store.write(1, 0, old)
-        with monkeypatch.context() as patch:
-            patch.setattr(storeutil, "commit_sidecar", crash)
-            with pytest.raises(SimulatedCrash):
-                await store.write(1, BLOCK + 10, payload(100, seed=2))
-    async with open_store(name, tmp_path) as store:
+
+    async def check(store: ChunkStore) -> None:
+        assert await store.info(1) == ChunkInfo(1, 1, len(old))
         assert await store.read(1, 0, BLOCK) == old[:BLOCK]
         if name == "fs":
             with pytest.raises(ChecksumMismatch):
                 await store.read(1, BLOCK, BLOCK)
         else:
             assert await store.read(1, 0, len(old)) == old
+
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, old)
+        with monkeypatch.context() as patch:
+            patch.setattr(blockfile, "commit_sidecar", crash)
+            with pytest.raises(SimulatedCrash):
+                await store.write(1, BLOCK + 10, payload(100, seed=2))
+            with pytest.raises(SimulatedCrash):
+                await store.write(1, len(old) - 10, payload(BLOCK, seed=3))  # would extend the chunk
+            with pytest.raises(SimulatedCrash):
+                await store.set_version(1, 7)
+        await check(store)
+    async with open_store(name, tmp_path) as store:
+        await check(store)
 
 
 @both
@@ -212,6 +249,122 @@ async def test_other_store_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         async with open_store("zstd", tmp_path):
             pass
+
+
+# --- the sidecar in memory -------------------------------------------------------------------
+
+
+STORE_CLASS: dict[str, type[blockfile.BlockFileStore[Any]]] = {"fs": FsChunkStore, "zstd": ZstdChunkStore}
+
+
+def sidecar_path(root_dir: Path, handle: int) -> Path:
+    return next(root_dir.rglob(f"{handle:016x}.meta"))
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@both
+async def test_reads_after_a_write_take_the_sidecar_from_memory_and_still_check_data(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store is the only writer of its files: a write's new length and CRCs are kept in memory,
+    and a read of an open chunk reads no sidecar and opens no file, only the data (still verified)."""
+    first, more = payload(BLOCK + 10, seed=1), payload(3 * BLOCK, seed=2)
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, first)
+        assert await store.read(1, 0, 1) == first[:1]
+        loads: list[int] = []
+        monkeypatch.setattr(type(store), "_load", lambda self, handle: loads.append(handle))
+        assert await store.write(1, len(first), more) == len(first) + len(more)
+        opened: list[object] = []
+        real_open = os.open
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "open", lambda *args, **kw: opened.append(args) or real_open(*args, **kw))
+            assert await store.info(1) == ChunkInfo(1, 1, len(first) + len(more))
+            assert await store.read(1, 0, 5 * BLOCK) == first + more
+            for offset in (0, BLOCK - 3, 2 * BLOCK + 100, len(first) + len(more) - 4096):
+                assert await store.read(1, offset, 4096) == (first + more)[offset:offset + 4096]
+        assert opened == [] and loads == []
+        (path,) = data_files(name, tmp_path, 1)
+        flip_byte(path, path.stat().st_size - 5)  # in place, behind the store's back: bit rot
+        with pytest.raises(ChecksumMismatch):
+            await store.read(1, 0, 5 * BLOCK)
+
+
+@both
+async def test_a_restarted_store_reads_the_sidecar_from_disk_again(name: str, tmp_path: Path) -> None:
+    data = payload(2 * BLOCK + 3, seed=3)
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, data)
+        assert await store.read(1, 0, len(data)) == data
+        on_disk = store._load(1)  # type: ignore[attr-defined]  # a fresh decode of the file
+        on_disk.version = 9  # a record the open store never wrote: it keeps what it knows
+        sidecar.commit_sidecar(sidecar_path(tmp_path, 1), sidecar.seal(store.MAGIC, on_disk.encode()),  # type: ignore[attr-defined]
+                               "test")
+        assert await store.info(1) == ChunkInfo(1, 1, len(data))
+    async with open_store(name, tmp_path) as store:
+        assert await store.info(1) == ChunkInfo(1, 9, len(data))
+        assert await store.read(1, 0, len(data)) == data
+
+
+@both
+async def test_a_damaged_sidecar_is_found_by_a_scan_or_once_the_store_forgets_the_chunk(
+        name: str, tmp_path: Path) -> None:
+    """What the scrubber relies on (it calls ``forget`` before re-reading a chunk) and what a full
+    listing does: bit rot in the sidecar of a chunk held in memory is found on disk as before."""
+    async with open_store(name, tmp_path) as store:
+        for handle in (1, 2):
+            await store.create(handle, 1)
+            await store.write(handle, 0, payload(BLOCK + 1, seed=handle))
+            await store.write(handle, BLOCK + 1, b"tail")
+            raw = bytearray(sidecar_path(tmp_path, handle).read_bytes())
+            raw[10] ^= 0xFF  # in the first record: corruption, not a torn tail
+            sidecar_path(tmp_path, handle).write_bytes(bytes(raw))
+            assert await store.read(handle, 0, 4) == payload(4, seed=handle)  # from memory
+        store.forget(1)  # type: ignore[attr-defined]
+        with pytest.raises(ChecksumMismatch):
+            await store.read(1, 0, 4)
+        assert list(await store.list()) == []
+        with pytest.raises(ChecksumMismatch):
+            await store.read(2, 0, 4)
+
+
+@both
+async def test_memory_is_bounded_by_the_settings(name: str, tmp_path: Path) -> None:
+    data = payload(4 * BLOCK, seed=4)
+    meta_type = STORE_CLASS[name].META
+    four_blocks = meta_type(1, len(data), **{column: [0] * 4 for column, _ in meta_type.COLUMNS})
+    bound = 3 * sidecar_bytes(four_blocks)
+    before = open_fds()
+    async with open_store(name, tmp_path, sidecar_cache_bytes=bound, open_files=2) as store:
+        for handle in range(1, 9):
+            await store.create(handle, 1)
+            await store.write(handle, 0, data)
+            assert await store.read(handle, BLOCK, 10) == data[BLOCK:BLOCK + 10]
+        assert open_fds() - before <= 2
+        cache = store._sidecars  # type: ignore[attr-defined]
+        assert len(cache) == 3 and cache.bytes <= bound
+        for handle in range(1, 9):  # an evicted sidecar is read from disk again
+            assert await store.read(handle, 0, len(data)) == data
+        await store.delete(8)
+        assert 8 not in cache
+    assert open_fds() == before
+
+
+def test_the_sidecar_cache_evicts_the_least_recently_used() -> None:
+    cache: SidecarCache[chunkstore.ChunkMeta] = SidecarCache(3 * sidecar_bytes(chunkstore.ChunkMeta(1, 0)))
+    for handle in (1, 2, 3):
+        cache.put(handle, chunkstore.ChunkMeta(handle, 0))
+    assert cache.get(1) is not None  # now the most recent
+    cache.put(4, chunkstore.ChunkMeta(4, 0))
+    assert 2 not in cache and all(h in cache for h in (1, 3, 4))
+    cache.put(5, chunkstore.ChunkMeta(5, 10**9, crcs=[0] * 100_000))  # bigger than the whole bound
+    assert 5 not in cache and len(cache) == 3
+    cache.keep_only({3})
+    assert len(cache) == 1 and cache.bytes == sidecar_bytes(chunkstore.ChunkMeta(3, 0))
 
 
 # --- zstd in particular --------------------------------------------------------------
@@ -274,7 +427,7 @@ async def test_zstd_log_is_compacted(tmp_path: Path) -> None:
 
 async def test_zstd_bad_level_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
-        async with open_store("zstd", tmp_path, zstd_level="fast"):
+        async with open_store("zstd", tmp_path, level="fast"):
             pass
 
 
@@ -329,9 +482,9 @@ async def test_creation_costs_one_datasync_and_one_directory_fsync(
     async with open_store(name, tmp_path) as store:
         await store.create(1, 1)  # its fan-out directory now exists
         synced: list[str] = []
-        monkeypatch.setattr(storeutil, "datasync", lambda fd: synced.append("datasync"))
-        monkeypatch.setattr(storeutil, "fsync_dir", lambda path: synced.append(f"dir {Path(path).name}"))
-        monkeypatch.setattr(storeutil.os, "fsync", lambda fd: synced.append("fsync"))
+        monkeypatch.setattr(sidecar, "datasync", lambda fd: synced.append("datasync"))
+        monkeypatch.setattr(blockfile, "fsync_dir", lambda path: synced.append(f"dir {Path(path).name}"))
+        monkeypatch.setattr(fileio.os, "fsync", lambda fd: synced.append("fsync"))
         await store.create(257, 1)  # same fan-out directory as chunk 1
         assert synced == ["datasync", "dir 01"]
     async with open_store(name, tmp_path) as store:
@@ -404,7 +557,7 @@ async def test_failed_directory_fsync_leaves_no_chunk(
     async with open_store(name, tmp_path) as store:
         await store.create(1, 1)
         with monkeypatch.context() as patch:
-            patch.setattr(storeutil, "fsync_dir", crash)
+            patch.setattr(blockfile, "fsync_dir", crash)
             with pytest.raises(SimulatedCrash):
                 await store.create(257, 1)
         assert chunk_files(tmp_path, 257) == []
@@ -424,3 +577,55 @@ async def test_listing_skips_a_sidecar_being_created_quietly(
         assert "chunk 257" not in caplog.text
         assert list(await store.list()) == [ChunkInfo(1, 1, 0)]  # not in flight: corrupt, and said so
         assert "chunk 257" in caplog.text
+
+
+# --- the kit's one atomic file write -------------------------------------------------------
+
+
+def test_atomic_write_syncs_the_file_then_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    monkeypatch.setattr(fileio.os, "fsync", lambda fd: synced.append("fsync"))
+    monkeypatch.setattr(fileio, "fsync_dir", lambda path: synced.append(f"dir {Path(path).name}"))
+    target = tmp_path / "server-id"
+    fileio.write_atomic(target, b"abc")
+    assert target.read_bytes() == b"abc"
+    assert synced == ["fsync", f"dir {tmp_path.name}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server-id"]
+
+
+def test_atomic_write_of_a_secret_is_never_readable_by_others(tmp_path: Path) -> None:
+    """A key written with ``mode=0o600`` has that mode from its tmp file on, not only once renamed."""
+    target = tmp_path / "lease-key"
+    seen: list[int] = []
+    real_replace = fileio.os.replace
+
+    def replace(src: Path, dst: Path) -> None:
+        seen.append(Path(src).stat().st_mode & 0o777)
+        real_replace(src, dst)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fileio.os, "replace", replace)
+        fileio.write_atomic(target, b"k" * 32, mode=0o600)
+    assert seen == [0o600] and target.stat().st_mode & 0o777 == 0o600
+    assert target.read_bytes() == b"k" * 32
+
+
+def test_atomic_write_cut_short_keeps_the_old_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "FORMAT"
+    fileio.write_atomic(target, b"old")
+    with monkeypatch.context() as patch:
+        patch.setattr(fileio.os, "replace", crash)
+        with pytest.raises(SimulatedCrash):
+            fileio.write_atomic(target, b"new", "s1")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FORMAT"]
+
+
+def test_a_file_built_elsewhere_replaces_its_target_durably(tmp_path: Path) -> None:
+    """For files another library fills (a SQLite backup): the same fsync, rename, directory fsync."""
+    target, built = tmp_path / "db", tmp_path / "db.part"
+    target.write_bytes(b"old")
+    built.write_bytes(b"new")
+    fileio.replace_durably(built, target)
+    assert target.read_bytes() == b"new"
+    assert not built.exists()

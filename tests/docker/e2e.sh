@@ -9,7 +9,8 @@
 #   - make build-all, make up (1 MiB chunks through tests/docker/compose.e2e.yml), waits
 #     for every service to be healthy;
 #   - through http://localhost:8089: uploads a multi-chunk file, downloads and compares,
-#     lists, deletes;
+#     lists, deletes; then the same with the host's `hercules --gateway` command line
+#     (tests/docker/gateway_checks.sh, which tests/test_dev_cluster.py runs against `hercules dev`);
 #   - make scale N=5 and checks the master reports 5 live chunkservers; stops a
 #     chunkserver and still reads every file;
 #   - make backup, make clean-volumes, make restore, and finds every file again;
@@ -32,19 +33,8 @@ passed=0
 failed=0
 started_dockerd=""
 work=$(mktemp -d)
-
-step() { printf '\n=== [%4d s] %s\n' $((SECONDS - T0)) "$*"; }
-ok() { passed=$((passed + 1)); printf '  ok   %s\n' "$*"; }
-fail() {
-    failed=$((failed + 1))
-    printf '  FAIL %s\n' "$*"
-    exit 1
-}
-check() {  # check DESCRIPTION COMMAND... : run it, count it
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
+# step, ok, fail, check, http, json, same_file and the gateway and host CLI checks
+. tests/docker/gateway_checks.sh
 
 compose_cmd() {
     if command -v docker-compose >/dev/null 2>&1; then docker-compose "$@"; else docker compose "$@"; fi
@@ -89,9 +79,6 @@ finish() {
 }
 trap finish EXIT
 
-# curl with a bound; -f so that HTTP errors fail.
-http() { curl -fsS --max-time 60 "$@"; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 live_chunkservers() {
     http "$GATEWAY/api/v1/cluster" | json 'sum(1 for c in d["chunkservers"] if c["state"] == "alive")'
 }
@@ -104,9 +91,6 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND... : until the command succ
         sleep 2
     done
     ok "$what"
-}
-same_file() {  # same_file PATH LOCAL : download PATH through the gateway and compare
-    http -o "$work/download" "$GATEWAY/api/v1/files/$1" && cmp -s "$work/download" "$2"
 }
 all_files_readable() {
     same_file e2e/big.bin "$work/big.bin" && same_file e2e/dir/keep.txt "$work/keep.txt" \
@@ -164,6 +148,9 @@ if ! timeout 20 docker info >/dev/null 2>&1; then
     started_dockerd=$!
     wait_for 90 "dockerd answers" docker info
 fi
+# The Makefile that started this test chose its compose command before docker-compose may have
+# been installed above; the make targets called below must use the one that is here now.
+if command -v docker-compose >/dev/null 2>&1; then export COMPOSE=docker-compose; else export COMPOSE="docker compose"; fi
 docker version --format 'engine {{.Server.Version}}, client {{.Client.Version}}'
 compose_cmd version | sed -n 1p
 docker info --format 'storage driver {{.Driver}}, cgroup {{.CgroupVersion}}'
@@ -236,25 +223,13 @@ check "make status" timeout 30 "${MAKE[@]}" status
 check "make logs-master (FOLLOW=) shows the master serving" master_logs_say_serving
 check "the master also logs to its log volume" compose_cmd exec -T master grep -q 'master serving' /var/log/hercules/master.log
 
-step "files through the gateway ($GATEWAY)"
-head -c $((8 << 20)) /dev/urandom >"$work/big.bin"
-head -c 3000 /dev/urandom | base64 >"$work/keep.txt"
-echo "short-lived" >"$work/small.txt"
-reply=$(http -X PUT --data-binary @"$work/big.bin" "$GATEWAY/api/v1/files/e2e/big.bin")
-echo "  $reply"
-check "PUT an 8 MiB file: 8 chunks of 1 MiB" test "$(json 'd["size"] == 8 << 20 and d["chunk_count"] == 8' <<<"$reply")" = True
-check "PUT a small file" http -o /dev/null -X PUT --data-binary @"$work/small.txt" "$GATEWAY/api/v1/files/e2e/small.txt"
-check "PUT a file in a subdirectory" http -o /dev/null -X PUT --data-binary @"$work/keep.txt" "$GATEWAY/api/v1/files/e2e/dir/keep.txt"
-check "GET the 8 MiB file: identical" same_file e2e/big.bin "$work/big.bin"
-check "GET the small file: identical" same_file e2e/small.txt "$work/small.txt"
-listing=$(http "$GATEWAY/api/v1/list?path=/e2e")
-echo "  $listing"
-check "list /e2e: big.bin, dir, small.txt" \
-    test "$(json 'sorted(e["name"] for e in d["entries"])' <<<"$listing")" = "['big.bin', 'dir', 'small.txt']"
-check "DELETE the small file" http -o /dev/null -X DELETE "$GATEWAY/api/v1/files/e2e/small.txt"
-check "the deleted file is gone (404)" test "$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 "$GATEWAY/api/v1/files/e2e/small.txt")" = 404
-check "list /e2e no longer shows it" \
-    test "$(http "$GATEWAY/api/v1/list?path=/e2e" | json 'sorted(e["name"] for e in d["entries"])')" = "['big.bin', 'dir']"
+check "the image serves the dashboard (package data) at /ui" bash -c "curl -fsS --max-time 30 '$GATEWAY/ui/static/app.js' | grep showCluster >/dev/null"
+check "and the API description at /api/v1/openapi.json" bash -c "curl -fsS --max-time 30 '$GATEWAY/api/v1/openapi.json' | grep '\"openapi\": \"3.1' >/dev/null"
+
+gateway_file_checks
+
+[[ -x .venv/bin/hercules ]] || timeout 900 "${MAKE[@]}" venv
+host_cli_checks
 
 step "make scale N=5"
 timeout 600 "${MAKE[@]}" scale N=5
@@ -287,7 +262,7 @@ timeout 900 "${MAKE[@]}" restore BACKUP="$(basename "$backup_file")"
 ok "make restore: healthy again after $((SECONDS - t)) s"
 wait_for 90 "the master reports 5 live chunkservers again (3 named + 2 restored slots)" test_live 5
 check "every file reads back after the restore" all_files_readable
-check "the deleted file stays deleted" test "$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 "$GATEWAY/api/v1/files/e2e/small.txt")" = 404
+check "the deleted file stays deleted" test "$(status_of "$GATEWAY/api/v1/files/e2e/small.txt")" = 404
 
 step "make down"
 timeout 300 "${MAKE[@]}" down

@@ -17,8 +17,10 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------
-# build: a virtual environment with Hercules, its plugins and their
-# dependencies. Nothing from this stage but /opt/hercules reaches the image.
+# build: a virtual environment with Hercules, the plugins a server needs and
+# their dependencies. Nothing from this stage but /opt/hercules reaches the image.
+# Not installed: the benchmark (plugins/bench, `hercules bench`: left out of the
+# build context by .dockerignore), the faults transport and the fsspec plugin.
 FROM ${BASE_IMAGE} AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -45,7 +47,7 @@ RUN set -eu; \
         echo index >/opt/hercules/INSTALLED_FROM; \
     fi; \
     /opt/hercules/bin/pip install \
-        . ./plugins/transport_tcp ./plugins/store_fs ./plugins/store_zstd ${EXTRA_PIP}; \
+        . ./plugins/transport_tcp ./plugins/store_fs ./plugins/store_zstd ./plugins/s3 ${EXTRA_PIP}; \
     /opt/hercules/bin/pip uninstall -q -y setuptools; \
     /opt/hercules/bin/hercules plugins; \
     install -m 0755 docker/entrypoint.py /opt/hercules/bin/docker-entrypoint; \
@@ -78,7 +80,7 @@ USER hercules:hercules
 WORKDIR /data
 
 # master 9090, chunkservers 8081-8083 (scaled ones use 8081), gateway 8089
-EXPOSE 9090 8081 8082 8083 8089
+EXPOSE 9090 8081 8082 8083 8089 8333
 
 # Asks the role itself: native Ping for master and chunkserver, GET /health for the gateway.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=15s --retries=3 \

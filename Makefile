@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PLUGINS := plugins/transport_tcp plugins/store_fs plugins/store_zstd
+PLUGINS := plugins/transport_tcp plugins/store_fs plugins/store_zstd plugins/transport_faults plugins/fsspec_hercules plugins/bench plugins/s3
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test
+.PHONY: help venv run test chromium rclone test-s3
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -16,15 +16,39 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	@$(MAKE) --no-print-directory chromium
+	@$(MAKE) --no-print-directory rclone
 	touch $(STAMP)
+
+# Tests that drive a Debian program (no download of their own): $(1) is the package and its command,
+# installed with apt-get when missing and running as root; otherwise $(2) $(3), and we say so.
+define apt-install-if-missing
+@if command -v $(1) >/dev/null 2>&1; then :; \
+elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	echo "installing $(1) (apt-get) for $(2)"; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+else echo "note: no $(1); $(2) $(3) (install it: apt-get install $(1))"; fi
+endef
+
+rclone: ## Install rclone for the S3 API's rclone test (apt-get, as root, when missing)
+	$(call apt-install-if-missing,rclone,tests/test_s3_tools.py's rclone test,will fail)
+
+chromium: ## Install chromium for the dashboard's browser test (apt-get, as root, when missing)
+	$(call apt-install-if-missing,chromium,tests/test_dashboard.py,will be skipped)
 
 venv: $(STAMP) ## Create .venv with Hercules, its plugins and the test tools
 
 run: $(STAMP) ## Run a local cluster (master, 3 chunkservers, gateway; data under ./data)
 	$(BIN)/hercules dev --data ./data
 
-test: $(STAMP) ## Install everything into .venv and run the test suite
+test: $(STAMP) chromium ## Install everything into .venv and run the test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+S3_TESTS_DEPS := 'munch>=2.0' 'isodate>=0.4.4' pytz 'requests>=2.23' PyYAML httplib2 lxml 'gevent>=1.0'
+test-s3: $(STAMP) ## Run ceph's s3-tests (vendored) against a local cluster: the allow-list must pass
+	$(BIN)/pip install -q $(S3_TESTS_DEPS)
+	$(BIN)/python plugins/s3/s3-tests/run.py
 
 # ---------------------------------------------------------------------------
 # Docker deployment (docs/deployment.md). Works with docker-compose 1.29+ or

@@ -16,7 +16,8 @@ import pytest
 
 from hercules_core import messages as m
 from hercules_core.client import Client, connect
-from hercules_core.errors import AlreadyExists, ChecksumMismatch, InvalidArgument, NotPrimary, Unavailable
+from hercules_core.errors import (AlreadyExists, ChecksumMismatch, InvalidArgument, NotPrimary, StaleVersion,
+                                  Unavailable)
 from hercules_core.testing.cluster import LocalCluster, free_port
 from tests.helpers import FAST, Http, RawPeer, file_handles
 
@@ -279,3 +280,16 @@ async def test_a_lease_check_with_a_token_that_is_not_ascii_is_refused_not_inter
     handle, version = await a_file(client, "/odd-token.bin")
     with pytest.raises(NotPrimary):
         await master(client, m.CheckLease(handle, version, "\u00e9" * 64))
+
+
+async def test_a_copy_at_an_older_version_never_takes_a_replica_back(client: Client) -> None:
+    """A ``CopyChunk`` sent before the chunk moved on (delayed, or from a move the master gave up)
+    arriving at a server whose replica is already past it must not replace that replica with the
+    older bytes at the older version: the master lists it at the newer one."""
+    handle, version = await a_file(client, "/late-copy.bin")
+    source, dest = (await master(client, m.FindChunk(handle))).replicas[:2]
+    await client.pool.call(dest, m.SetVersion(handle, version + 1, 0.0))
+    with pytest.raises(StaleVersion):
+        await client.pool.call(dest, m.CopyChunk(handle, version, source))
+    _, data = await client.pool.call(dest, m.ReadChunk(handle, version + 1, 0, len(DATA)))
+    assert bytes(data) == DATA

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from hercules_core import messages as m
 from hercules_core.chunkserver import checks
 from hercules_core.chunkserver.replicas import COPY_PIECE, ChunkState, Replicas
-from hercules_core.errors import NotFound, StaleVersion
+from hercules_core.errors import ChecksumMismatch, NotFound, StaleVersion
 from hercules_core.plugins.types import Buffer
 from hercules_core.rpc import CallContext, Handler
 
@@ -49,7 +49,12 @@ class ChunkAdmin:
     async def _fill_from(self, handle: int, version: int, read_piece: Callable[[int], Awaitable[Buffer]]) -> int:
         """Build a local replica piece by piece; it only counts (gets ``version``) once complete,
         so a crash halfway leaves a version-0 chunk the master deletes as stale."""
-        old = self.replicas.chunks.pop(handle, None)
+        old = self.replicas.chunks.get(handle)
+        if old is not None and old.version > version and handle not in self.replicas.corrupt:
+            # a copy sent before the chunk moved on (and this replica with it): never go back
+            raise StaleVersion(f"chunk {handle} on {self.replicas.address} is at version {old.version}, "
+                               f"past {version}")
+        self.replicas.chunks.pop(handle, None)
         self.replicas.corrupt.pop(handle, None)
         if old is not None:
             async with old.lock:
@@ -98,6 +103,8 @@ class ChunkAdmin:
         state = self.replicas.chunks.get(msg.handle)
         if state is None:
             raise NotFound(f"chunk {msg.handle} is not on {self.replicas.address}")
+        if msg.handle in self.replicas.corrupt:  # a corrupt replica never becomes current again
+            raise ChecksumMismatch(self.replicas.corrupt[msg.handle])
         await self._take_version(state, msg.handle, msg.version, msg.lease_seconds, msg.token,
                                  self.store.set_version)
         return m.Ok()

@@ -91,6 +91,9 @@ class ChunkAuthority:
         """
         lease = self.config.lease_seconds
         for _ in range(MAX_REPLICATION + 1):  # every repeated round has dropped a replica
+            # Marked before the replicas are listed: a report checked meanwhile lists no replica
+            # that this round does not ask (``VersionWatch``).
+            self.cluster.versions.changing(handle)
             replicas = self.cluster.live_replicas(handle)
             live = {s.server_id for s in replicas}
             for server_id in self.cluster.locations.get(handle, set()) - live:
@@ -101,7 +104,7 @@ class ChunkAuthority:
             if version is None:
                 raise NotFound(f"chunk {handle} no longer exists")
             version += 1
-            await self.store.set_version(handle, version)
+            await self.cluster.versions.write(handle, self.store.set_version(handle, version))
             self.cluster.leases.pop(handle, None)
             fenced = self.cluster.fence(handle, time.monotonic())[0] > time.monotonic()
             results = await asyncio.gather(*(
@@ -219,6 +222,7 @@ class ChunkAuthority:
             # The first replica takes the lease with the chunk. Should the version below never be
             # recorded, that lease is at a version no client learns of, and the retry moves on.
             started = time.monotonic()
+            self.cluster.versions.changing(ref.handle)  # reports of it checked meanwhile are not judged
             results = await asyncio.gather(*(
                 self.call(str(s.address), m.CreateChunk(ref.handle, ref.version, lease_seconds if n == 0 else 0.0,
                                                         self.tokens.token(ref.handle, ref.version) if n == 0 else ""))
@@ -234,7 +238,7 @@ class ChunkAuthority:
             if not created:
                 raise Unavailable(f"no chunkserver created chunk {ref.handle}: {results[0]}")
             # Recorded before any location, so no replica is ever listed at an unrecorded version.
-            await self.store.set_version(ref.handle, ref.version)
+            await self.cluster.versions.write(ref.handle, self.store.set_version(ref.handle, ref.version))
             for server_id in created:
                 self.cluster.add_location(ref.handle, server_id)
             if len(created) == len(chosen):

@@ -12,6 +12,7 @@ import attrs
 
 from hercules_core.addresses import Address
 from hercules_core.master.phi import PhiDetector, PhiParams
+from hercules_core.master.version_watch import VersionWatch
 from hercules_core.plugins.types import ServerView
 
 
@@ -72,6 +73,7 @@ class Cluster:
     fence_seconds: float = 0.0  # lease time plus a margin for clock rates
     fenced: dict[int, set[str]] = attrs.field(factory=dict)
     fenced_until: dict[int, float] = attrs.field(factory=dict)
+    versions: VersionWatch = attrs.field(factory=VersionWatch)  # for reports checked across an await
 
     def join(self, server_id: str, address: str, capacity: int, used: int, chunk_count: int) -> Chunkserver:
         previous = self.servers.get(server_id)
@@ -144,6 +146,7 @@ class Cluster:
     def forget(self, handles: Iterable[int]) -> None:
         """The chunks are gone from the namespace: schedule their replicas for deletion."""
         for handle in handles:
+            self.versions.changing(handle)
             for server_id in self.locations.pop(handle, set()):
                 self.pending_delete.setdefault(server_id, set()).add(handle)
                 if server_id in self.servers:

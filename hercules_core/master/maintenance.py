@@ -142,7 +142,7 @@ class Maintenance(AuthorityPart):
                 if not self.cluster.locations.get(handle):
                     best = max(reports.values())
                     log.warning("chunk %d: no replica has version %d; adopting version %d", handle, known, best)
-                    await self.store.set_version(handle, best)
+                    await self.cluster.versions.write(handle, self.store.set_version(handle, best))
                     known = best
                 for server_id, version in reports.items():
                     if version == known and server_id in self.cluster.servers:

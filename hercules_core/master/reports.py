@@ -167,37 +167,47 @@ class Reports(AuthorityPart):
         version is a stale replica, but only a registration proves it: a heartbeat's report
         may have been taken just before a version bump reached the server.
         """
-        known = await self.store.versions([r.handle for r in reports])
-        delete: list[int] = []
-        leaving = self.cluster.pending_delete.get(server_id, set()) | self.cluster.deleting.get(server_id, set())
-        for report in reports:
-            version = known.get(report.handle)
-            if report.handle in leaving:
-                continue  # being deleted there (stale, corrupt or moved): the report predates it
-            if version is None:
-                delete.append(report.handle)
-            elif report.version < version:
-                if not stale_too:
-                    continue
-                if self.cluster.locations.get(report.handle):
-                    log.info("chunk %d on %s is stale (version %d < %d)", report.handle, server_id,
-                             report.version, version)
+        watch = self.cluster.versions
+        start = watch.since()
+        try:
+            known = await self.store.versions([r.handle for r in reports])
+            delete: list[int] = []
+            leaving = self.cluster.pending_delete.get(server_id, set()) | self.cluster.deleting.get(server_id, set())
+            for report in reports:
+                if report.handle in leaving:
+                    continue  # being deleted there (stale, corrupt or moved): the report predates it
+                if not watch.unchanged(report.handle, start):
+                    continue  # its version moved on since it was read: judged by the next report
+                version = known.get(report.handle)
+                if version is None:
                     delete.append(report.handle)
-                    self.cluster.suspect.add(report.handle)
-                else:
-                    # No current replica known (yet): a master that died between recording a new
-                    # version and telling the replicas leaves every replica "behind" but intact.
-                    self.cluster.behind.setdefault(report.handle, {})[server_id] = report.version
-            else:
-                if report.version > version:
-                    if not self._may_adopt(version, report.version):
-                        log.warning("chunk %d: %s claims version %d, never granted (recorded %d): ignored",
-                                    report.handle, server_id, report.version, version)
+                elif report.version < version:
+                    if not stale_too:
                         continue
-                    await self.store.set_version(report.handle, report.version)
-                self.cluster.add_location(report.handle, server_id)
-                self.cluster.suspect.add(report.handle)  # repair counts it: one replica too many is trimmed
-        return delete
+                    if self.cluster.locations.get(report.handle):
+                        log.info("chunk %d on %s is stale (version %d < %d)", report.handle, server_id,
+                                 report.version, version)
+                        delete.append(report.handle)
+                        self.cluster.suspect.add(report.handle)
+                    else:
+                        # No current replica known (yet): a master that died between recording a new
+                        # version and telling the replicas leaves every replica "behind" but intact.
+                        self.cluster.behind.setdefault(report.handle, {})[server_id] = report.version
+                else:
+                    if report.version > version:
+                        if not self._may_adopt(version, report.version):
+                            log.warning("chunk %d: %s claims version %d, never granted (recorded %d): ignored",
+                                        report.handle, server_id, report.version, version)
+                            continue
+                        adopted = await watch.write(report.handle,
+                                                    self.store.set_version(report.handle, report.version))
+                        if not watch.unchanged(report.handle, adopted):
+                            continue  # bumped again meanwhile, without this replica
+                    self.cluster.add_location(report.handle, server_id)
+                    self.cluster.suspect.add(report.handle)  # repair counts it: one replica too many is trimmed
+            return delete
+        finally:
+            watch.done(start)
 
     def _may_adopt(self, recorded: int, claimed: int) -> bool:
         """Whether a replica's version above the recorded one can be real. The master records a
@@ -226,10 +236,18 @@ class Reports(AuthorityPart):
         """Chunks created since the last heartbeat, recorded when their version is current."""
         if not reports:
             return
-        known = await self.store.versions([r.handle for r in reports])
-        for report in reports:
-            if known.get(report.handle) == report.version:
-                self.cluster.add_location(report.handle, server_id)
+        watch = self.cluster.versions
+        start = watch.since()
+        try:
+            known = await self.store.versions([r.handle for r in reports])
+            # A replica dropped since it was created (found corrupt, or stale) is being deleted there.
+            leaving = self.cluster.pending_delete.get(server_id, set()) | self.cluster.deleting.get(server_id, set())
+            for report in reports:
+                if known.get(report.handle) == report.version and watch.unchanged(report.handle, start) \
+                        and report.handle not in leaving:
+                    self.cluster.add_location(report.handle, server_id)
+        finally:
+            watch.done(start)
 
     def cluster_info(self) -> m.ClusterInfo:
         now = time.monotonic()

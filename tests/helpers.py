@@ -124,11 +124,16 @@ async def replicas_identical(master: str, paths: list[str], copies: int = 3) -> 
     """Whether every chunk of ``paths`` has ``copies`` live replicas holding the same bytes."""
     from hercules_core.client import connect
 
+    from hercules_core.errors import StaleVersion
+
     client = await connect(master)
     try:
         for path in paths:
             for handle in await file_handles(client, path):
-                contents = await replica_contents(client, handle)
+                try:
+                    contents = await replica_contents(client, handle)
+                except StaleVersion:  # a version bump (a move, a lease) between lookup and read: not settled
+                    return False
                 if len(contents) != copies or len(set(contents.values())) != 1:
                     return False
         return True

@@ -140,6 +140,9 @@ class Config:
     # whose garbage reaches this fraction is compacted.
     pack_threshold: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     pack_garbage: float = attrs.field(default=0.5, validator=_positive)
+    # Packs open at once. Small records queued on one open pack go to its replicas as one mutation,
+    # so one lane serves a small cluster best; more spread the appends over more primaries.
+    pack_lanes: int = attrs.field(default=1, validator=_positive)
     upload_timeout: float = attrs.field(default=86400.0, validator=_positive)  # abandoned uploads go after this
     max_concurrent_copies: int = attrs.field(default=4, validator=_positive)
     rebalance_spread: float = attrs.field(default=0.10, validator=_positive)

@@ -14,6 +14,7 @@ import time
 
 from hercules_core import messages as m
 from hercules_core.chunkserver import checks
+from hercules_core.chunkserver.appends import PendingAppend, fitting, joined, take_batch
 from hercules_core.chunkserver.replicas import ChunkState, Replicas
 from hercules_core.errors import ChunkFull, InvalidArgument, NotFound, ResourceExhausted, StaleVersion, Unavailable
 from hercules_core.plugins.types import Buffer
@@ -69,9 +70,9 @@ class DataPath:
             raise NotFound(f"no data pushed under id {data_id} to {self.replicas.address}")
         return data
 
-    async def _to_secondaries(self, secondaries: list[str], msg: m.ApplyMutation) -> None:
-        results = await asyncio.gather(*(self.pool.call(a, msg, timeout=self.peer_timeout) for a in secondaries),
-                                       return_exceptions=True)
+    async def _to_secondaries(self, secondaries: list[str], msg: m.ApplyMutation, inline: Buffer = b"") -> None:
+        results = await asyncio.gather(*(self.pool.call(a, msg, inline, timeout=self.peer_timeout)
+                                         for a in secondaries), return_exceptions=True)
         failed = [f"{a}: {r}" for a, r in zip(secondaries, results) if isinstance(r, BaseException)]
         if failed:
             raise Unavailable(f"chunk {msg.handle}: mutation {msg.serial} failed on " + "; ".join(failed))
@@ -83,11 +84,13 @@ class DataPath:
         state.last_mutation = time.monotonic()
         return state.serial
 
-    async def _mutate(self, secondaries: list[str], mutation: m.ApplyMutation, payload: Buffer) -> None:
-        """Apply here and on every secondary at once; success only when all of them applied."""
+    async def _mutate(self, secondaries: list[str], mutation: m.ApplyMutation, payload: Buffer,
+                      inline: bool = False) -> None:
+        """Apply here and on every secondary at once; success only when all of them applied.
+        ``inline``: the secondaries get ``payload`` with the mutation (nothing was pushed to them)."""
         results = await asyncio.gather(
             self._apply(mutation.handle, mutation.offset, payload, mutation.pad_to),
-            self._to_secondaries(secondaries, mutation), return_exceptions=True)
+            self._to_secondaries(secondaries, mutation, payload if inline else b""), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -133,24 +136,61 @@ class DataPath:
         return m.Written(msg.offset, len(payload))
 
     async def append(self, msg: m.AppendChunk, data: memoryview, ctx: CallContext) -> m.Written:
+        """A record at the chunk's end: sent inline (no ``data_id``) or pushed beforehand. Inline
+        records queued on the same chunk go as one mutation (``appends``)."""
         checks.chunk(msg.handle, msg.version)
         checks.addresses(msg.secondaries)
         if not 0 < msg.chunk_size <= self.replicas.chunk_size:
             raise InvalidArgument(f"chunk size {msg.chunk_size} is outside 1..{self.replicas.chunk_size}")
         state = self.replicas.primary(msg.handle, msg.version)
-        payload = self._take_pushed(msg.data_id)
+        payload = self._take_pushed(msg.data_id) if msg.data_id else data
         if len(payload) > msg.chunk_size // 4:
             raise InvalidArgument(f"a record may be at most a quarter chunk ({msg.chunk_size // 4} bytes)")
-        async with state.lock:
+        pending = PendingAppend(msg, payload)
+        state.appends.append(pending)
+        try:
+            async with state.lock:
+                if not pending.settled:  # else the append ahead of it took it along
+                    await self._append_batch(state, take_batch(state.appends, pending))
+        finally:
+            if not pending.settled:  # cancelled while it waited
+                state.appends[:] = [p for p in state.appends if p is not pending]
+        if pending.error is not None:
+            raise pending.error
+        assert pending.offset is not None
+        return m.Written(pending.offset, len(payload))
+
+    async def _append_batch(self, state: ChunkState, batch: list[PendingAppend]) -> None:
+        """Under the chunk's lock: the records that fit, as one mutation, then (if some did not
+        fit) the chunk padded to its end and ``ChunkFull`` for the rest. Settles every one."""
+        msg = batch[0].msg
+        try:
             serial = self._next_serial(state, msg.handle, msg.version)
             offset = (await self.store.info(msg.handle)).length
-            if offset + len(payload) > msg.chunk_size:
+            fit = fitting(batch, offset, msg.chunk_size)
+            if fit:
+                records = batch[:fit]
+                pushed = not records[0].inline
+                await self._mutate(msg.secondaries, m.ApplyMutation(
+                    msg.handle, msg.version, serial, offset, msg.data_id if pushed else "", token=state.token),
+                    joined(records), inline=not pushed)
+                self.replicas.appended_records += fit
+                self.replicas.append_mutations += 1
+                for pending in records:
+                    pending.offset, offset = offset, offset + len(pending.payload)
+            if fit < len(batch):
+                serial = self._next_serial(state, msg.handle, msg.version) if fit else serial
                 await self._mutate(msg.secondaries, m.ApplyMutation(
                     msg.handle, msg.version, serial, 0, "", msg.chunk_size, state.token), b"")
-                raise ChunkFull(f"chunk {msg.handle} is full; append to the next chunk")
-            await self._mutate(msg.secondaries, m.ApplyMutation(
-                msg.handle, msg.version, serial, offset, msg.data_id, token=state.token), payload)
-        return m.Written(offset, len(payload))
+                for pending in batch[fit:]:
+                    pending.error = ChunkFull(f"chunk {msg.handle} is full; append to the next chunk")
+        except BaseException as exc:
+            for pending in batch:
+                if not pending.settled:
+                    pending.error = exc if isinstance(exc, Exception) else \
+                        Unavailable(f"chunk {msg.handle}: the append batch was cancelled")
+            if not isinstance(exc, Exception):
+                raise
 
     async def apply(self, msg: m.ApplyMutation, data: memoryview, ctx: CallContext) -> m.Ok:
         checks.chunk(msg.handle, msg.version)
@@ -159,7 +199,7 @@ class DataPath:
         checks.extent(0, msg.pad_to, self.replicas.chunk_size)
         state = self.replicas.secondary(msg.handle, msg.version)
         await self.replicas.check_lease(state, msg.handle, msg.version, msg.token)
-        payload = self._take_pushed(msg.data_id) if msg.data_id else b""
+        payload = self._take_pushed(msg.data_id) if msg.data_id else data  # pushed, or inline
         checks.extent(msg.offset, len(payload), self.replicas.chunk_size)
         async with state.applied:
             if not state.serial_known:

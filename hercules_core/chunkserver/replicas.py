@@ -15,6 +15,7 @@ from typing import TypeVar
 import attrs
 
 from hercules_core import messages as m
+from hercules_core.chunkserver.appends import PendingAppend
 from hercules_core.chunkstore.fileio import write_atomic
 from hercules_core.config import Config
 from hercules_core.errors import ChecksumMismatch, HerculesError, NotFound, NotPrimary, StaleVersion, Unavailable
@@ -40,6 +41,7 @@ class ChunkState:
     last_mutation: float = 0.0
     token: str = ""  # the lease token the master gave this server as primary at ``version``
     trusted: str = ""  # the digest of the primary's token the master confirmed at ``version``
+    appends: list[PendingAppend] = attrs.field(factory=list)  # waiting for the lock (``appends``)
 
 
 class Replicas:
@@ -63,6 +65,9 @@ class Replicas:
         # master's ``VerifyChunk`` after this server's own report is answered from here at once
         # (the report may be sent while the chunk's lock is held).
         self.corrupt: dict[int, str] = {}
+        # Records appended here as primary, and the mutations that carried them (group commit).
+        self.appended_records = 0
+        self.append_mutations = 0
 
     async def load(self) -> list[m.ChunkReport]:
         infos = await self.store.list()

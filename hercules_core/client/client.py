@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from hercules_core import messages as m
+from hercules_core.client.appends import append_record
 from hercules_core.client.locations import LocationCache
 from hercules_core.client.namespace import NamespaceCalls, request_id
 from hercules_core.client.packed import PackedFiles, gather_small
@@ -75,6 +76,7 @@ class Client(NamespaceCalls, PackedFiles):
         self.chunk_size = int(pong.info["chunk_size"])
         self.replication = int(pong.info.get("replication", 0))
         self.pack_threshold = min(int(pong.info.get("pack_threshold", 0)), self.chunk_size // 4)
+        self.pack_lanes = int(pong.info.get("pack_lanes", 1))
         lease = float(pong.info.get("lease_seconds", 0.0))
         self.data_policy = self.data_policy.lasting(max(RETRY_FOR, lease + RETRY_PAST_LEASE))
         return self
@@ -241,15 +243,12 @@ class Client(NamespaceCalls, PackedFiles):
                     await self._write_location(file_id, index)
                 index = loc.index
                 self.locations.leased(file_id, loc)
-                data_id = await self._push(loc, data)
-                secondaries = [r for r in loc.replicas if r != loc.primary]
                 try:
-                    written, _ = await self.pool.call(loc.primary, m.AppendChunk(
-                        loc.handle, loc.version, data_id, secondaries, self.chunk_size), timeout=DATA_TIMEOUT)
+                    within = await append_record(self.pool, loc, data, self.chunk_size)
                 except ChunkFull:
                     index += 1
                     continue
-                return loc, written.offset
+                return loc, within
 
         def failed(exc: Exception) -> None:
             nonlocal index

@@ -13,12 +13,12 @@ import collections
 import itertools
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hercules_core import messages as m
 from hercules_core.chunkstore.checksums import crc
+from hercules_core.client.appends import append_record
 from hercules_core.client.namespace import request_id
 from hercules_core.client.pieces import UploadSource, rechunk
 from hercules_core.client.retry import RetryPolicy
@@ -29,13 +29,11 @@ from hercules_core.rpc import ConnectionPool
 if TYPE_CHECKING:
     from hercules_core.client.client import Client
 
-DATA_TIMEOUT = 20.0
 READ_TIMEOUT = 10.0
 LEASE_LEFT = 2.0  # seconds of lease a cached pack location must have left, else it is asked again
 PUBLISH_TRIES = 3
 EXTENTS_KEPT = 4096  # extents learnt by ``open`` and not yet read: the oldest are forgotten
 
-PACK_LANES = 4  # packs open at once: concurrent appends spread over them instead of queueing on one chunk
 # (full pack handle or 0, lane) -> that lane's open pack
 OpenPack = Callable[[int, int], Awaitable[m.ChunkLocation]]
 
@@ -43,15 +41,17 @@ OpenPack = Callable[[int, int], Awaitable[m.ChunkLocation]]
 class PackAppender:
     """Appends records to the open pack: push along its chain, then AppendChunk at the primary;
     a full pack is reported (``open_pack(handle, lane)`` seals it and names the next one). Each
-    append takes the next of ``PACK_LANES`` open packs."""
+    append takes the next of ``lanes`` open packs (the master's ``pack_lanes``)."""
 
-    def __init__(self, pool: ConnectionPool, open_pack: OpenPack, chunk_size: int, policy: RetryPolicy) -> None:
+    def __init__(self, pool: ConnectionPool, open_pack: OpenPack, chunk_size: int, lanes: int,
+                 policy: RetryPolicy) -> None:
         self.pool = pool
         self.open_pack = open_pack
         self.chunk_size = chunk_size
+        self.lanes = max(1, lanes)
         self.policy = policy
         self._locations: dict[int, m.ChunkLocation] = {}
-        self._lanes = itertools.count(random.randrange(PACK_LANES))
+        self._next_lane = itertools.count(random.randrange(self.lanes))
 
     def forget(self) -> None:
         self._locations.clear()
@@ -67,23 +67,18 @@ class PackAppender:
         """Store ``data`` as one record; its extent (the try that succeeded; an earlier failed try
         may have left a copy nobody names: garbage)."""
         record_crc = crc(data)
-        lane = next(self._lanes) % PACK_LANES
+        lane = next(self._next_lane) % self.lanes
 
         async def attempt() -> m.PackedExtent:
             full = 0
             while True:
                 loc = await self._target(lane, full)
-                data_id = uuid.uuid4().hex
-                await self.pool.call(loc.replicas[0], m.PushData(data_id, list(loc.replicas[1:])), data,
-                                     timeout=DATA_TIMEOUT)
-                secondaries = [r for r in loc.replicas if r != loc.primary]
                 try:
-                    written, _ = await self.pool.call(loc.primary, m.AppendChunk(
-                        loc.handle, loc.version, data_id, secondaries, self.chunk_size), timeout=DATA_TIMEOUT)
+                    offset = await append_record(self.pool, loc, data, self.chunk_size)
                 except ChunkFull:
                     full = loc.handle
                     continue
-                return m.PackedExtent(loc.handle, written.offset, len(data), record_crc)
+                return m.PackedExtent(loc.handle, offset, len(data), record_crc)
 
         def failed(exc: Exception) -> None:
             self._locations.pop(lane, None)  # the lease moved or a replica went: ask again
@@ -152,6 +147,7 @@ class PackedFiles:
     turning one into a normal file before a range write or an append."""
 
     pack_threshold = 0  # the master's setting, learnt from its Ping (0: packing off)
+    pack_lanes = 1  # the master's too: open packs appends spread over
     replication = 0  # the master's default: packs have it, so only such files are packed
     _appender: PackAppender | None = None
     _extents: collections.OrderedDict[int, tuple[m.PackedExtent, m.ChunkLocation]]
@@ -161,7 +157,7 @@ class PackedFiles:
             async def open_pack(full: int, lane: int) -> m.ChunkLocation:
                 return (await self._master(m.OpenPack(full, lane))).location
 
-            self._appender = PackAppender(self.pool, open_pack, self.chunk_size, self.data_policy)
+            self._appender = PackAppender(self.pool, open_pack, self.chunk_size, self.pack_lanes, self.data_policy)
         return self._appender
 
     def _packable(self: Client, size: int | None, replication: int | None) -> bool:

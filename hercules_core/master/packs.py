@@ -15,7 +15,7 @@ import logging
 import time
 
 from hercules_core import messages as m
-from hercules_core.client.packed import PACK_LANES, PackAppender, read_record
+from hercules_core.client.packed import PackAppender, read_record
 from hercules_core.client.retry import DATA_RETRYABLE, RetryPolicy
 from hercules_core.errors import HerculesError, InvalidArgument, NotFound
 from hercules_core.master.authority import AuthorityPart, ChunkAuthority
@@ -33,7 +33,7 @@ class Packs(AuthorityPart):
         self._open: dict[int, tuple[int, int]] = {}  # lane -> (hidden file id, handle) of its open pack
         self._opening = asyncio.Lock()
         self._compacting = asyncio.Lock()
-        self._appender = PackAppender(authority.pool, self.target, self.config.chunk_size,
+        self._appender = PackAppender(authority.pool, self.target, self.config.chunk_size, self.config.pack_lanes,
                                       RetryPolicy(45.0, max_delay=2.0, retryable=DATA_RETRYABLE))
 
     def handlers(self) -> dict[type, Handler]:
@@ -42,7 +42,7 @@ class Packs(AuthorityPart):
     async def target(self, full: int = 0, lane: int = 0) -> m.ChunkLocation:
         """The location of ``lane``'s open pack with a live lease; ``full`` (a pack an append found
         full) is sealed first and the lane's next pack opened (made on chunkservers if new)."""
-        lane %= PACK_LANES
+        lane %= self.config.pack_lanes
         async with self._opening:
             if full or lane not in self._open:
                 file_id, ref = await self.store.open_pack(self.config.replication, full, lane)
@@ -59,7 +59,7 @@ class Packs(AuthorityPart):
     async def open_pack(self, msg: m.OpenPack, data: memoryview, ctx: CallContext) -> m.PackTarget:
         if msg.full:
             check_handle(msg.full)
-        current = self._open.get(msg.lane % PACK_LANES)
+        current = self._open.get(msg.lane % self.config.pack_lanes)
         if msg.full and current is not None and msg.full != current[1]:
             return m.PackTarget(await self.target(0, msg.lane))  # sealed already by another writer's report
         return m.PackTarget(await self.target(msg.full, msg.lane))

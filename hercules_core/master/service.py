@@ -49,4 +49,5 @@ class MasterService:
                                  "chunk_size": self.config.chunk_size,
                                  "replication": self.config.replication,
                                  "lease_seconds": self.config.lease_seconds,
-                                 "pack_threshold": self.config.pack_threshold})
+                                 "pack_threshold": self.config.pack_threshold,
+                                 "pack_lanes": self.config.pack_lanes})

@@ -15,7 +15,7 @@ class OpenPack:
     append found full: it is sealed and the next one opened."""
 
     full: int = 0
-    lane: int = 0  # which of the open packs (taken modulo PACK_LANES)
+    lane: int = 0  # which of the open packs (taken modulo the master's ``pack_lanes``)
 
 
 @message("packtarget")

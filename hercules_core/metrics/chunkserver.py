@@ -10,7 +10,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from hercules_core.metrics.rpc import RpcMetrics
 from hercules_core.plugins.types import StoreUsage
 
-WRITE_OPERATIONS = ("PushData",)  # the bytes of every write and append reach a replica this way
+# The bytes of every write and append reach a replica one of these ways: pushed along the chain,
+# or inline with a small record's append (at the primary) and its mutation (at a secondary).
+WRITE_OPERATIONS = ("PushData", "AppendChunk", "ApplyMutation")
 READ_OPERATIONS = ("ReadChunk",)
 
 
@@ -34,6 +36,11 @@ class ChunkserverCollector:
                                   value=sum(self._rpc.received.get(op, 0) for op in WRITE_OPERATIONS))
         yield CounterMetricFamily("hercules_chunkserver_read_bytes", "Chunk bytes read from here",
                                   value=sum(self._rpc.sent.get(op, 0) for op in READ_OPERATIONS))
+        yield CounterMetricFamily("hercules_chunkserver_appended_records",
+                                  "Records appended here as the chunk's primary", value=replicas.appended_records)
+        yield CounterMetricFamily("hercules_chunkserver_append_mutations",
+                                  "Mutations that carried them (queued records go together)",
+                                  value=replicas.append_mutations)
         if self.usage is not None:
             used, capacity = self.usage.used_bytes, self.usage.capacity_bytes
             yield GaugeMetricFamily("hercules_store_used_bytes", "Bytes the chunk store uses", value=used)

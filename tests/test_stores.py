@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import textwrap
@@ -291,6 +293,50 @@ async def test_reads_after_a_write_take_the_sidecar_from_memory_and_still_check_
         flip_byte(path, path.stat().st_size - 5)  # in place, behind the store's back: bit rot
         with pytest.raises(ChecksumMismatch):
             await store.read(1, 0, 5 * BLOCK)
+
+
+class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor, counting the thread hops store operations take."""
+
+    hops = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        self.hops += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+@both
+async def test_small_reads_of_cached_data_take_no_thread_and_uncached_ones_still_read_right(
+        name: str, tmp_path: Path) -> None:
+    """A small read whose sidecar, open file and blocks are all in memory is done on the event
+    loop (``preadv`` with ``RWF_NOWAIT``); one the page cache cannot serve goes to a thread and
+    gives the same bytes; bit rot is still found either way."""
+    hops = CountingExecutor(max_workers=2)
+    asyncio.get_running_loop().set_default_executor(hops)
+    data = payload(4 * BLOCK, seed=7)
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, data)
+        await store.read(1, 0, 10)
+        before = hops.hops
+        for offset in (0, BLOCK - 3, 3 * BLOCK + 100):
+            assert await store.read(1, offset, 4096) == data[offset:offset + 4096]
+        assert await store.info(1) == ChunkInfo(1, 1, len(data))
+        assert hops.hops == before, "a cached small read or info took a thread"
+
+        (path,) = data_files(name, tmp_path, 1)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # out of the page cache (clean pages)
+        finally:
+            os.close(fd)
+        assert await store.read(1, 2 * BLOCK, 4096) == data[2 * BLOCK:2 * BLOCK + 4096]
+        assert hops.hops > before, "a read the page cache could not serve did not go to a thread"
+
+        flip_byte(path, path.stat().st_size - 5)  # bit rot, now in the page cache too
+        await store.read(1, 0, 10)  # the first block is still good
+        with pytest.raises(ChecksumMismatch):
+            await store.read(1, len(data) - 4096, 4096)
 
 
 @both

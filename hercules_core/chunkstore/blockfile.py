@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from hercules_core.chunkstore.checksums import block_crcs
-from hercules_core.chunkstore.fileio import TMP_SUFFIX, as_byte_view, fsync_dir, run_in_thread, unlink_quiet
+from hercules_core.chunkstore.fileio import (TMP_SUFFIX, WouldBlock, as_byte_view, fsync_dir, page_cache_only,
+                                            run_in_thread, unlink_quiet)
 from hercules_core.chunkstore.layout import ChunkLayout
 from hercules_core.chunkstore.memory import (
     DEFAULT_OPEN_FILES,
@@ -58,6 +59,7 @@ T = TypeVar("T")
 M = TypeVar("M", bound=ChunkMeta)
 
 DEFAULT_MAX_CHUNK_BYTES = 1 << 30  # bounds the zero-fill buffer a bogus offset could ask for
+LOOP_READ_BYTES = 256 << 10  # reads up to this size are tried on the event loop first (``_read_on_loop``)
 
 
 def _check_int(name: str, value: object) -> int:
@@ -300,18 +302,38 @@ class BlockFileStore(abc.ABC, Generic[M]):
 
     def _read_sync(self, handle: int, offset: int, length: int) -> bytes:
         meta = self._meta(handle)
+        return self._read_at(handle, meta, self._open_data(handle, meta), offset, length)
+
+    def _read_on_loop(self, handle: int, offset: int, length: int) -> bytes | None:
+        """The read done on the event loop when all it needs is in memory: the sidecar kept, the
+        data file open, its blocks in the page cache. Else ``None``, and the caller takes a
+        thread: for a small read the hop costs more CPU than the read itself."""
+        meta = None if self._locks.held(handle) else self._sidecars.get(handle)
+        fd = None if meta is None else self._files.take(handle, meta.gen)
+        if meta is None or fd is None:
+            return None
+        try:
+            with page_cache_only():
+                return self._read_at(handle, meta, fd, offset, length)
+        except WouldBlock:
+            return None
+
+    def _read_at(self, handle: int, meta: M, fd: int, offset: int, length: int) -> bytes:
+        """Read with ``fd`` (the caller's, given back here, or closed on an error)."""
         end = min(offset + length, meta.length)
-        if end <= offset:
-            return b""
         bs = self.block_size
         first, last = offset // bs, (end - 1) // bs
-        fd = self._open_data(handle, meta)
         try:
-            blocks = self._read_blocks(fd, handle, meta, first, last)
+            blocks = self._read_blocks(fd, handle, meta, first, last) if end > offset else b""
+        except WouldBlock:
+            self._files.give(handle, meta.gen, fd)
+            raise
         except BaseException:
             os.close(fd)
             raise
         self._files.give(handle, meta.gen, fd)
+        if end <= offset:
+            return b""
         skip = offset - first * bs
         if skip == 0 and len(blocks) == end - offset:
             return blocks
@@ -387,10 +409,17 @@ class BlockFileStore(abc.ABC, Generic[M]):
         _check_int("handle", handle)
         _check_int("offset", offset)
         _check_int("length", length)
+        if length <= LOOP_READ_BYTES and not self._closed:
+            data = self._read_on_loop(handle, offset, length)
+            if data is not None:
+                return data
         return await self._run(handle, self._read_sync, handle, offset, length)
 
     async def info(self, handle: int) -> ChunkInfo:
-        return await self._run(_check_int("handle", handle), self._info_sync, handle)
+        meta = None if self._closed or self._locks.held(_check_int("handle", handle)) else self._sidecars.get(handle)
+        if meta is not None:  # kept in memory, no change under way: no thread needed
+            return ChunkInfo(handle, meta.version, meta.length)
+        return await self._run(handle, self._info_sync, handle)
 
     async def set_version(self, handle: int, version: int) -> None:
         await self._run(_check_int("handle", handle), self._set_version_sync, handle,

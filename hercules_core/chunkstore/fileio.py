@@ -8,9 +8,12 @@ operation's file work in one executor call.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,8 +40,49 @@ def pwrite_all(fd: int, data: Buffer, offset: int) -> None:
         offset += written
 
 
+class WouldBlock(Exception):
+    """A read asked of the page cache alone needs the disk (or the OS cannot tell)."""
+
+
+_thread = threading.local()
+_nowait = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
+
+
+@contextmanager
+def page_cache_only() -> Iterator[None]:
+    """On this thread and within this block, ``pread_upto`` takes only what the page cache holds
+    (``preadv`` with ``RWF_NOWAIT``) and raises ``WouldBlock`` for anything else, so a store's
+    own read code can run on the event loop without ever waiting for the disk."""
+    if _nowait is None:
+        raise WouldBlock("this OS cannot read from the page cache alone")
+    _thread.cache_only = True
+    try:
+        yield
+    finally:
+        _thread.cache_only = False
+
+
+def _pread_cached(fd: int, size: int, offset: int) -> bytes:
+    global _nowait
+    buf = bytearray(size)
+    try:
+        got = os.preadv(fd, [buf], offset, _nowait)
+    except BlockingIOError:
+        raise WouldBlock("not in the page cache") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        _nowait = None  # this file system does not do it: never ask again
+        raise WouldBlock("RWF_NOWAIT is not supported here") from None
+    if got != size:  # partly cached, or the file ends first: the normal read tells which
+        raise WouldBlock("a short read")
+    return bytes(buf)
+
+
 def pread_upto(fd: int, size: int, offset: int) -> bytes:
     """``size`` bytes from ``offset``; shorter only when the file ends first."""
+    if getattr(_thread, "cache_only", False):
+        return _pread_cached(fd, size, offset)
     parts: list[bytes] = []
     while size > 0:
         piece = os.pread(fd, size, offset)
@@ -129,10 +173,12 @@ async def run_in_thread(fn: Callable[..., T], /, *args: Any) -> T:
 
 __all__ = [
     "TMP_SUFFIX",
+    "WouldBlock",
     "as_byte_view",
     "datasync",
     "fsync_dir",
     "fsync_path",
+    "page_cache_only",
     "pread_upto",
     "pwrite_all",
     "replace_durably",

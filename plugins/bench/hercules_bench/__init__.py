@@ -7,6 +7,8 @@ Modules: ``options`` (knobs and flags), ``ceilings`` (disk and loopback limits),
 (payloads), ``http`` (gateway streaming with aiohttp), ``s3`` (the same through the S3 port,
 SigV4-signed when keys are set), ``workloads`` (what is measured),
 ``report`` (targets, table), ``profiling`` (cProfile + py-spy), ``runner`` (the run),
+``peer`` (``--peer``: the gateway workloads against a peer system, round by round) and
+``peer_seaweedfs`` (that peer's processes and HTTP API),
 ``metadata_scale`` (the master's namespace at a million files, run on its own:
 ``python -m hercules_bench.metadata_scale``).
 """

@@ -34,6 +34,15 @@ class Gateway:
     def _file_url(self, path: str) -> str:
         return f"{self.url}/api/v1/files/{quote(path.lstrip('/'))}"
 
+    def _put_params(self, replication: int | None) -> dict[str, str]:
+        """Query parameters of a PUT: the replication, when one is asked for (a peer spells it its way)."""
+        return {"replication": str(replication)} if replication else {}
+
+    async def _put_info(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
+        """The answer to a PUT as a dict with at least ``size`` (the bytes the server stored)."""
+        info: dict[str, Any] = await resp.json()
+        return info
+
     def _auth(self, method: str, url: str) -> dict[str, str]:
         """Extra headers authenticating a request (none on the REST API; S3 signs)."""
         return {}
@@ -52,12 +61,12 @@ class Gateway:
     async def put(self, path: str, data: bytes, *, replication: int | None = None,
                   stream: bool = False) -> dict[str, Any]:
         """PUT a whole file; ``stream`` sends it in 1 MiB pieces (views, no copies) instead of one body."""
-        params = {"replication": str(replication)} if replication else {}
         body: Any = _pieces(data) if stream else data
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))}
-        async with self.session.put(self._file_url(path), data=body, params=params, headers=headers) as resp:
+        async with self.session.put(self._file_url(path), data=body, params=self._put_params(replication),
+                                    headers=headers) as resp:
             await self._check(resp, 201)
-            info = await resp.json()
+            info = await self._put_info(resp)
         if info.get("size") != len(data):
             raise VerificationError(f"PUT {path}: gateway reports {info.get('size')} bytes, sent {len(data)}")
         return info

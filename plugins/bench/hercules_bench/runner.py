@@ -19,6 +19,7 @@ from hercules_core.cli import run_async
 from hercules_bench import ceilings as ceil
 from hercules_bench.http import Gateway
 from hercules_bench.options import WORKLOADS, BenchOptions, human_size
+from hercules_bench.peer import peer_missing, peer_table, run_peer
 from hercules_bench.report import ceilings_table, cpu_table, evaluate, results_table, rss_table
 from hercules_bench.s3 import s3_available
 from hercules_bench.stats import VerificationError
@@ -27,8 +28,6 @@ from hercules_bench.workloads import WORKLOAD_FUNCS, BenchContext
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR, EXIT_INCOMPLETE = 0, 1, 2, 3
 MIN_PHASE_SECONDS = 3.0  # a workload is not started with less time than this left
 CEILING_TRIES = 3
-
-
 
 
 # -- the machine ------------------------------------------------------------------------------
@@ -139,6 +138,7 @@ class Run:
         self.skipped: dict[str, str] = {}
         self.tmp: Path | None = None
         self.cluster_info: dict[str, Any] = {}  # what the master says of itself: chunk size, replication
+        self.peer: dict[str, Any] | None = None  # --peer: the side-by-side section (peer.py)
 
     def log(self, message: str) -> None:
         sys.stderr.write(f"[{time.monotonic() - self.started:6.1f}s] {message}\n")  # one write: threads log too
@@ -169,6 +169,9 @@ class Run:
         return cluster.start(timeout=60.0)
 
     def execute(self) -> int:
+        if self.o.peer and (missing := peer_missing()):  # before anything is measured: it could not compare
+            sys.stderr.write(f"hercules bench: error: {missing}\n")
+            return EXIT_ERROR
         self.root_dir = self.workdir()
         doc: dict[str, Any] = {"version": 1, "tool": "hercules bench",
                                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -191,10 +194,12 @@ class Run:
             if self.tmp is not None and not self.o.keep:
                 shutil.rmtree(self.tmp, ignore_errors=True)
             elif self.tmp is not None:
-                self.log(f"kept {self.tmp} (cluster data, logs under cluster-*/logs)")
+                self.log(f"kept {self.tmp} (cluster data, logs under cluster-*/logs; a peer's under peer-*)")
         doc.update({"duration_s": round(time.monotonic() - self.started, 1), "load_end": machine_load(),
                     "cluster": self.cluster_info, "results": self.results, "skipped": self.skipped,
                     "errors": self.errors, "exit_code": code})
+        if self.peer is not None:
+            doc["peer"] = self.peer
         doc["rows"] = evaluate(self.results, doc.get("ceilings", {}))
         doc["ok"] = code == EXIT_OK
         self.print_report(doc)
@@ -242,6 +247,8 @@ class Run:
         await self._check_reachable(ctx)
         try:
             code = await self._run_all(ctx)
+            if o.peer and code == EXIT_OK:
+                code = await self._run_peer(ctx, gateway_url)
         finally:
             if not local:
                 await self._cleanup(ctx)
@@ -253,7 +260,7 @@ class Run:
             return code
         if self.errors:
             return EXIT_ERROR
-        if any(v == "time limit reached" for v in self.skipped.values()):
+        if any(v.startswith("time limit reached") for v in self.skipped.values()):
             return EXIT_INCOMPLETE
         return EXIT_OK
 
@@ -275,6 +282,20 @@ class Run:
             except Exception as exc:  # noqa: BLE001 - reported, and the run goes on to the next workload
                 self.errors.append({"workload": name, "error": f"{type(exc).__name__}: {exc}"})
                 self.log(f"{name} failed: {type(exc).__name__}: {exc}")
+        return EXIT_OK
+
+    async def _run_peer(self, ctx: BenchContext, gateway_url: str) -> int:
+        """The side-by-side rounds, after the workloads: the peer's processes run only meanwhile."""
+        self.log(f"running the comparison with {self.o.peer}, {self.o.peer_rounds} rounds per workload")
+        try:
+            self.peer = await run_peer(ctx, gateway_url, ctx.pids, self.root_dir / f"peer-{self.o.peer}", self.log)
+        except Exception as exc:  # noqa: BLE001 - reported like a workload's failure
+            mismatch = isinstance(exc, VerificationError)
+            why = f"verification failed: {exc}" if mismatch else f"{type(exc).__name__}: {exc}"
+            self.errors.append({"workload": "peer", "error": why})
+            self.log(f"peer: {why}")
+            return EXIT_MISMATCH if mismatch else EXIT_OK
+        self.skipped.update({f"peer {workload}": why for workload, why in self.peer["skipped"].items()})
         return EXIT_OK
 
     async def _check_reachable(self, ctx: BenchContext) -> None:
@@ -327,6 +348,8 @@ class Run:
             w(ceilings_table(doc["ceilings"]) + "\n\n")
         if doc["rows"]:
             w(results_table(doc["rows"]) + "\n\n")
+        if self.peer and self.peer.get("rows"):
+            w(peer_table(self.peer) + "\n\n")
         rss = rss_table(self.results)
         if rss:
             w(rss + "\n\n")

@@ -16,7 +16,7 @@ from hercules_core.config import MAX_FILE_SIZE, check_file_end
 from hercules_core.errors import HerculesError, InvalidArgument, NotFound, TooLarge
 from hercules_core.gateway.app import CONTEXT_KEY
 from hercules_core.gateway.auth import require
-from hercules_core.gateway.streaming import stream
+from hercules_core.gateway.streaming import send_file
 from hercules_core.messages import ChunkLocation, FileInfo
 from hercules_core.paths import normalize
 from hercules_core.plugins import hookimpl
@@ -271,12 +271,10 @@ class RestV1:
         """Send ``length`` bytes from ``offset`` of the file ``info`` (from ``open``, so the first
         chunks are already located), in the client's pieces as they arrive. A client that stops
         reading for ``http_write_timeout`` loses the response and gives its transfer slot back."""
-        response = web.StreamResponse(status=status, headers={"Content-Type": "application/octet-stream",
-                                                              **(headers or {})})
-        response.content_length = length
+        headers = {"Content-Type": "application/octet-stream", **(headers or {})}
         async with self.transfers:
             pieces = self.client.download(info.path, offset, length, info=info)
-            return await stream(request, response, pieces)
+            return await send_file(request, status, headers, length, pieces)
 
     async def write(self, request: web.Request) -> web.Response:
         path = _query_path(request)

@@ -16,10 +16,31 @@ from collections.abc import AsyncGenerator, Awaitable
 from aiohttp import web
 
 from hercules_core.gateway.app import CONTEXT_KEY
+from hercules_core.plugins.types import Buffer
+
+
+WHOLE_BODY = 64 << 10  # a body up to this size is sent whole (``send_file``)
 
 
 class ClientStalled(ConnectionAbortedError):
     """The gateway cut a response its client stopped reading (a ``ConnectionError``: nobody to answer)."""
+
+
+async def send_file(request: web.Request, status: int, headers: dict[str, str], length: int,
+                    pieces: AsyncGenerator[Buffer, None]) -> web.StreamResponse:
+    """``length`` bytes of ``pieces`` as the body: streamed (``stream``), or, up to ``WHOLE_BODY``,
+    read first and sent whole with the headers in one write. aiohttp waits on the client only past
+    64 KiB buffered, so a small body needs none of the streaming steps and their timers."""
+    if length > WHOLE_BODY:
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = length
+        return await stream(request, response, pieces)
+    try:
+        # bytes, not views: aiohttp sends bytes with the headers at once, a view as a separate payload
+        body = b"".join([bytes(piece) async for piece in pieces])  # one piece: itself, no copy
+    finally:
+        await pieces.aclose()
+    return web.Response(status=status, headers=headers, body=body)
 
 
 async def stream(request: web.Request, response: web.StreamResponse,

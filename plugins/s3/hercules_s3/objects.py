@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from hercules_core.errors import HerculesError, IsADirectory, NotFound
-from hercules_core.gateway.streaming import stream
+from hercules_core.gateway.streaming import send_file
 from hercules_core.messages import FileInfo
 from hercules_core.paths import parent_and_name
 from hercules_s3 import store, xmlio
@@ -213,12 +213,10 @@ async def get_object(ctx: S3Context, request: web.Request, bucket: str, key: str
         raise S3Error("InvalidRange", 416, "The requested range is not satisfiable")
     if request.method == "HEAD":
         return web.Response(status=status, headers={**headers, "Content-Length": str(length)})
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = length
     async with ctx.transfers:
         opened = await ctx.client.open(info.path, offset, length)
         pieces = ctx.client.download(info.path, offset, length, info=opened)
-        return await stream(request, response, pieces)  # a client that stops reading is cut off
+        return await send_file(request, status, headers, length, pieces)  # a client that stops reading is cut off
 
 
 async def prune(ctx: S3Context, bucket: str, path: str) -> None:

@@ -288,3 +288,17 @@ def test_the_master_allocates_no_chunk_into_a_packed_file(packed: LocalCluster) 
             assert await client.read("/guard/f") == b"packed bytes"
 
     run(go())
+
+
+def test_an_upload_refused_by_the_namespace_says_the_same_packed_or_not(packed: LocalCluster) -> None:
+    """A small PUT onto a directory, over a file without overwrite, or below a file fails the way a
+    large one does: the same status, code and message, whether or not it was to be a record."""
+    h = Http(packed.gateway_url)
+    try:
+        assert h.json("POST", "/api/v1/mkdir", {"path": "/refused/dir"})[0] == 201
+        h.put_files({"/refused/file": b"x"})
+        for target in ("/refused/dir", "/refused/file", "/refused/file/below"):
+            answers = [h.json("PUT", f"/api/v1/files{target}", b"s" * size) for size in (100, 65536 + 1)]
+            assert answers[0][0] == 409 and answers[0] == answers[1], (target, answers)
+    finally:
+        h.close()

@@ -12,10 +12,10 @@ import sqlite3
 import time
 
 from hercules_core.builtin.metadata_sqlite.chunks import insert_chunk
-from hercules_core.builtin.metadata_sqlite.inodes import info, inode_row
+from hercules_core.builtin.metadata_sqlite.inodes import info, inode_row, resolve
 from hercules_core.builtin.metadata_sqlite.namespace import new_file, unlink
 from hercules_core.builtin.metadata_sqlite.trash import directories
-from hercules_core.errors import NotFound
+from hercules_core.errors import IsADirectory, NotFound
 from hercules_core.master.store import ChunkRef, FreedChunks, PackUsage
 from hercules_core.messages import FileInfo, PackedExtent
 
@@ -48,6 +48,11 @@ def publish(db: sqlite3.Connection, path: str, extent: PackedExtent, replication
     dropped (its chunks freed, its record garbage)."""
     if db.execute("SELECT 1 FROM packs WHERE handle = ?", (extent.handle,)).fetchone() is None:
         raise NotFound(f"chunk {extent.handle} is not a pack (compacted away?): append the record again")
+    # refused as BeginUpload refuses any other upload (that check is skipped for a record): a
+    # parent that is a file is NotADirectory (resolve), a directory there is IsADirectory
+    existing = resolve(db, path)
+    if existing is not None and existing[3]:
+        raise IsADirectory(f"{path}: already exists and is a directory")
     file_id, freed = new_file(db, path, extent.length, replication, overwrite)
     db.execute("INSERT INTO packed (file_id, handle, offset, length, crc) VALUES (?, ?, ?, ?, ?)",
                (file_id, extent.handle, extent.offset, extent.length, extent.crc))

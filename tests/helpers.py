@@ -98,7 +98,10 @@ async def replica_contents(client, handle: int) -> dict[str, bytes]:  # noqa: AN
 
 
 async def file_handles(client, path: str) -> list[int]:  # noqa: ANN001
+    """The handles of the chunks of ``path``; a packed file (a record in a shared pack) has none of
+    its own, which a test about its chunks must not take for an empty list."""
     info = await client.stat(path)
+    assert info.chunk_count or not info.size, f"{path} is packed: no chunk of its own"
     handles = []
     for index in range(info.chunk_count):
         loc = await client.chunk_handle(path, index)

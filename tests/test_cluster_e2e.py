@@ -235,11 +235,12 @@ def test_upload_protocol_checks_first_and_leaves_nothing_behind(cluster: LocalCl
     async def run() -> None:
         client = await connect(cluster.master_addr)
         try:
-            first = await client.upload("/uproto/deep/new/a.bin", b"a" * 5000)  # parents made on publish
+            # pack=False: these go through BeginUpload and PublishUpload, not as records in a pack
+            first = await client.upload("/uproto/deep/new/a.bin", b"a" * 5000, pack=False)  # parents made on publish
             assert (first.path, first.size, first.chunk_count) == ("/uproto/deep/new/a.bin", 5000, 1)
             with pytest.raises(AlreadyExists):  # refused before any data moves
-                await client.upload("/uproto/deep/new/a.bin", b"b")
-            second = await client.upload("/uproto/deep/new/a.bin", b"c" * 10, overwrite=True)
+                await client.upload("/uproto/deep/new/a.bin", b"b", pack=False)
+            second = await client.upload("/uproto/deep/new/a.bin", b"c" * 10, overwrite=True, pack=False)
             assert (second.size, await client.read("/uproto/deep/new/a.bin")) == (10, b"c" * 10)
             # a retried BeginUpload (same request id) gets the same hidden file
             begin = m.BeginUpload("/uproto/b.bin", None, False, "retry-1", size_hint=10)

@@ -235,9 +235,13 @@ def test_backup_while_writing_then_restore_into_a_fresh_master(tmp_path: Path) -
         thread.join(60)
         after_backup = set(acknowledged) - set(by_backup_end)
 
-        victim = sorted(before_backup)[0]  # its chunks vanish from every disk: the master must notice
+        # its chunks vanish from every disk: the master must notice. Not a packed file: that has no
+        # chunk of its own, and losing its pack would take the other files in it along.
+        chunk_counts = {p: h.json("GET", f"/api/v1/fileinfo?path={p}")[1]["chunk_count"] for p in sorted(before_backup)}
+        victim = next(p for p, count in chunk_counts.items() if count)
         victim_handles = [h.json("GET", f"/api/v1/chunk/handle?path={victim}&index={i}")[1]["handle"]
-                          for i in range(h.json("GET", f"/api/v1/fileinfo?path={victim}")[1]["chunk_count"])]
+                          for i in range(chunk_counts[victim])]
+        assert victim_handles
         c.procs["master"].stop()
         for handle in victim_handles:
             for i in range(3):

@@ -47,7 +47,8 @@ async def _secondary_to_be(client: Client, loc: m.ChunkLocation) -> str:
 def test_replica_paused_through_a_version_bump_never_serves_old_bytes(tmp_path: Path) -> None:
     """The master's SetVersion to a paused replica times out; resumed, the replica applies it late.
     It must still count as stale: no read of it returns the bytes from before the write."""
-    settings = {**GFS, "HERCULES_LEASE_SECONDS": "12"}  # outlasts the master's 10 s wait for the SetVersion
+    settings = {**GFS, "HERCULES_LEASE_SECONDS": "12",  # outlasts the master's 10 s wait for the SetVersion
+                "HERCULES_PACK_THRESHOLD": "0"}  # the file's own chunk is bumped: not a record in a pack
     with LocalCluster(tmp_path, settings=settings) as c:
         old, new = random.randbytes(64 * KiB), random.randbytes(64 * KiB)
 
@@ -146,7 +147,8 @@ def test_reads_through_held_locations_go_on_for_the_lease_time_without_a_master(
 def test_a_lease_the_master_hands_out_is_honoured_by_the_primary_after_a_slow_replica(tmp_path: Path) -> None:
     """A replica slow to take a new version must not make the primary's lease end before the
     master's: every write location the master gives while it calls the lease live is accepted."""
-    settings = {**GFS, "HERCULES_LEASE_SECONDS": "3", "HERCULES_DEAD_AFTER": "6"}
+    settings = {**GFS, "HERCULES_LEASE_SECONDS": "3", "HERCULES_DEAD_AFTER": "6",
+                "HERCULES_PACK_THRESHOLD": "0"}  # leases on the file's own chunk: not a record in a pack
     with LocalCluster(tmp_path, settings=settings) as c:
         async def scenario() -> None:
             client = await connect(c.master_addr)

@@ -302,3 +302,22 @@ def test_an_upload_refused_by_the_namespace_says_the_same_packed_or_not(packed: 
             assert answers[0][0] == 409 and answers[0] == answers[1], (target, answers)
     finally:
         h.close()
+
+
+def test_packing_is_on_by_default_up_to_64_kib(cluster: LocalCluster) -> None:
+    """A cluster given no pack setting (``make run``, docker-compose) packs whole uploads of up to
+    64 KiB; one byte more gets a chunk of its own."""
+    h = Http(cluster.gateway_url)
+    try:
+        h.put_files({"/default/small": b"s" * 65536, "/default/large": b"l" * 65537})
+    finally:
+        h.close()
+
+    async def go() -> None:
+        async with await connect(cluster.master_addr) as client:
+            assert await _extent(client, "/default/small") is not None
+            assert (await client.stat("/default/small")).chunk_count == 0
+            assert await _extent(client, "/default/large") is None
+            assert (await client.stat("/default/large")).chunk_count == 1
+
+    run(go())

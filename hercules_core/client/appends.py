@@ -15,7 +15,14 @@ from hercules_core.plugins.types import Buffer
 from hercules_core.rpc import ConnectionPool
 
 INLINE_RECORD = 64 << 10
-DATA_TIMEOUT = 20.0  # a record append at the primary, or the push before it
+DATA_TIMEOUT = 20.0  # one push or mutation; a hung chunkserver fails it, and the retry goes elsewhere
+
+
+async def push(pool: ConnectionPool, loc: m.ChunkLocation, data: Buffer) -> str:
+    """Push ``data`` along the chunk's chain of replicas; the id a write or append then names."""
+    data_id = uuid.uuid4().hex
+    await pool.call(loc.replicas[0], m.PushData(data_id, list(loc.replicas[1:])), data, timeout=DATA_TIMEOUT)
+    return data_id
 
 
 async def append_record(pool: ConnectionPool, loc: m.ChunkLocation, data: Buffer, chunk_size: int) -> int:
@@ -25,8 +32,7 @@ async def append_record(pool: ConnectionPool, loc: m.ChunkLocation, data: Buffer
         written, _ = await pool.call(loc.primary, m.AppendChunk(loc.handle, loc.version, "", secondaries, chunk_size),
                                      data, timeout=DATA_TIMEOUT)
         return int(written.offset)
-    data_id = uuid.uuid4().hex
-    await pool.call(loc.replicas[0], m.PushData(data_id, list(loc.replicas[1:])), data, timeout=DATA_TIMEOUT)
+    data_id = await push(pool, loc, data)
     written, _ = await pool.call(loc.primary, m.AppendChunk(loc.handle, loc.version, data_id, secondaries, chunk_size),
                                  timeout=DATA_TIMEOUT)
     return int(written.offset)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from hercules_core import messages as m
-from hercules_core.client.appends import append_record
+from hercules_core.client.appends import DATA_TIMEOUT, append_record, push
 from hercules_core.client.locations import LocationCache
 from hercules_core.client.namespace import NamespaceCalls, request_id
 from hercules_core.client.packed import PackedFiles, gather_small
@@ -46,7 +45,6 @@ RETRY_FOR = 45.0  # seconds a data operation keeps retrying through failures, at
 # Beyond the lease time: a write to a chunk whose replica went silent waits until that replica's
 # read permission (a lease time after its last heartbeat) is over, and must not give up first.
 RETRY_PAST_LEASE = 15.0
-DATA_TIMEOUT = 20.0  # one push or mutation; a hung chunkserver fails it, and the retry goes elsewhere
 READ_TIMEOUT = 10.0
 MASTER_TIMEOUT = 30.0
 MASTER_PROBE = 1.5  # seconds a health probe of the master may take in all, dial included
@@ -176,10 +174,7 @@ class Client(NamespaceCalls, PackedFiles):
     # -- data path ------------------------------------------------------------------------------
 
     async def _push(self, loc: m.ChunkLocation, data: Buffer) -> str:
-        data_id = uuid.uuid4().hex
-        chain = list(loc.replicas)
-        await self.pool.call(chain[0], m.PushData(data_id, chain[1:]), data, timeout=DATA_TIMEOUT)
-        return data_id
+        return await push(self.pool, loc, data)
 
     async def _on_chunk(self, file_id: int, index: int, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``attempt`` at one chunk under the data policy; a failed try forgets the chunk's locations."""

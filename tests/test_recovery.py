@@ -32,6 +32,13 @@ class Model:
         self.dirs: set[str] = {"/"}
         self.uncertain: list[tuple[str, tuple]] = []
 
+    def moved(self, source: str, target: str) -> None:
+        """An unknown write follows its file: a write that failed on `source` may have landed."""
+        self.uncertain = [
+            ("data", (target,)) if kind == "data" and args[0] == source else (kind, args)
+            for kind, args in self.uncertain
+        ]
+
 
 async def _step(client: Client, model: Model, rng: random.Random, n: int) -> None:
     kind = rng.choice(["mkdir", "create", "create", "write", "write", "append", "rename", "delete"])
@@ -74,6 +81,7 @@ async def _step(client: Client, model: Model, rng: random.Random, n: int) -> Non
             model.uncertain.append(("rename", (source, target)))
             raise
         model.files[target] = model.files.pop(source)
+        model.moved(source, target)
     else:
         path = rng.choice(files)
         try:
@@ -94,7 +102,8 @@ async def _exists(client: Client, path: str) -> bool:
 
 async def _verify(client: Client, model: Model) -> None:
     # Operations that never got an answer must be all or nothing; then the model follows reality.
-    for kind, args in model.uncertain:
+    # Names are settled first, so a write of unknown fate is read under the name its file has now.
+    for kind, args in list(model.uncertain):
         if kind == "create":
             if await _exists(client, args[0]):
                 model.files.setdefault(args[0], bytearray())
@@ -104,9 +113,11 @@ async def _verify(client: Client, model: Model) -> None:
             assert there in ((True, False), (False, True)), f"rename {source} -> {target} half applied: {there}"
             if there[1] and source in model.files:
                 model.files[target] = model.files.pop(source)
+                model.moved(source, target)
         elif kind == "delete" and not await _exists(client, args[0]):
             model.files.pop(args[0], None)
-        elif kind == "data" and args[0] in model.files:
+    for kind, args in model.uncertain:
+        if kind == "data" and args[0] in model.files:
             # A failed write leaves its range undefined (GFS); what was acknowledged before is
             # checked below up to the failure, then the model takes the file as it now is.
             content = await client.read(args[0])

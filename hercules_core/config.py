@@ -136,9 +136,9 @@ class Config:
     phi_threshold: float = attrs.field(default=8.0, validator=_positive)
     trash_grace: float = attrs.field(default=86400.0, validator=_positive)
     # Packed small files (docs/consistency.md): files up to this size uploaded whole are records in
-    # shared pack chunks (default 64 KiB; 0 turns packing off); a sealed pack whose garbage reaches
+    # shared pack chunks (default 1 MiB, at most a quarter chunk; 0 turns packing off); a sealed pack whose garbage reaches
     # this fraction is compacted.
-    pack_threshold: int = attrs.field(default=64 * 1024, validator=attrs.validators.ge(0))
+    pack_threshold: int = attrs.field(default=1024 * 1024, validator=attrs.validators.ge(0))
     pack_garbage: float = attrs.field(default=0.5, validator=_positive)
     # Packs open at once. Small records queued on one open pack go to its replicas as one mutation,
     # so one lane serves a small cluster best; more spread the appends over more primaries.

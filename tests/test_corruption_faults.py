@@ -16,6 +16,7 @@ from tests.helpers import FAST, Http, flip_byte, replica_contents, wait_until
 
 BLOCK = 64 << 10
 SIZE = 100_000  # block 1 is the chunk's last, partial block: an append extends it
+OWN_CHUNK = {**FAST, "HERCULES_PACK_THRESHOLD": "0"}  # the file's own chunk is corrupted: not a record in a pack
 
 
 def data_file(cluster: LocalCluster, replica: str, handle: int) -> Path:
@@ -42,7 +43,7 @@ def good_everywhere(cluster: LocalCluster, handle: int, check) -> bool:  # noqa:
 @pytest.mark.parametrize("victim", ["primary", "secondary"])
 def test_write_and_append_into_a_corrupt_block_go_on_and_the_replica_is_replaced(tmp_path: Path,
                                                                                   victim: str) -> None:
-    with LocalCluster(tmp_path, settings=FAST) as c:
+    with LocalCluster(tmp_path, settings=OWN_CHUNK) as c:
         h = Http(c.gateway_url)
         original = random.randbytes(SIZE)
         assert h.json("PUT", "/api/v1/files/f.bin", original)[0] == 201
@@ -74,7 +75,7 @@ def test_write_and_append_into_a_corrupt_block_go_on_and_the_replica_is_replaced
 
 
 def test_copy_on_write_from_a_corrupt_replica_reports_it_and_the_snapshot_is_repaired(tmp_path: Path) -> None:
-    with LocalCluster(tmp_path, settings=FAST) as c:
+    with LocalCluster(tmp_path, settings=OWN_CHUNK) as c:
         h = Http(c.gateway_url)
         original = random.randbytes(SIZE)
         assert h.json("PUT", "/api/v1/files/f.bin", original)[0] == 201

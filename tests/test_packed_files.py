@@ -304,17 +304,20 @@ def test_an_upload_refused_by_the_namespace_says_the_same_packed_or_not(packed: 
         h.close()
 
 
-def test_packing_is_on_by_default_up_to_64_kib(cluster: LocalCluster) -> None:
+def test_packing_is_on_by_default_up_to_1_mib_or_a_quarter_chunk(cluster: LocalCluster) -> None:
     """A cluster given no pack setting (``make run``, docker-compose) packs whole uploads of up to
-    64 KiB; one byte more gets a chunk of its own."""
+    1 MiB, or a quarter of its chunk size if that is less (this cluster's 1 MiB chunks: 256 KiB);
+    one byte more gets a chunk of its own."""
     h = Http(cluster.gateway_url)
     try:
-        h.put_files({"/default/small": b"s" * 65536, "/default/large": b"l" * 65537})
+        h.put_files({"/default/small": b"s" * (256 << 10), "/default/large": b"l" * ((256 << 10) + 1)})
     finally:
         h.close()
 
     async def go() -> None:
         async with await connect(cluster.master_addr) as client:
+            assert (await client._master(m.Ping())).info["pack_threshold"] == 1 << 20
+            assert client.pack_threshold == 256 << 10
             assert await _extent(client, "/default/small") is not None
             assert (await client.stat("/default/small")).chunk_count == 0
             assert await _extent(client, "/default/large") is None

@@ -97,6 +97,21 @@ def test_chunk_aligned_parts_become_the_object_without_their_bytes_moving(s3: An
     assert "Uploads" not in s3.list_multipart_uploads(Bucket="aligned")
 
 
+def test_a_small_last_part_is_shared_too_not_packed(s3: Any, s3_cluster: LocalCluster) -> None:
+    """A last part small enough to be a packed file would have no chunk to share, and the whole
+    upload would be copied: parts get chunks of their own."""
+    s3.create_bucket(Bucket="tail")
+    uid, parts, body, etag = upload_parts(s3, "tail", "t.bin", 16 * MiB + 100_000, 8 * MiB)
+    part_handles = handles_of(s3_cluster, part_files(s3_cluster, uid, parts))
+    assert len(part_handles[-1]) == 1  # the 100 KB part, below the cluster's pack threshold
+    read_before = counted(s3_cluster, "hercules_chunkserver_read_bytes")
+    done = s3.complete_multipart_upload(Bucket="tail", Key="t.bin", UploadId=uid, MultipartUpload={"Parts": parts})
+    assert counted(s3_cluster, "hercules_chunkserver_read_bytes") - read_before < MiB
+    assert handles_of(s3_cluster, ["/tail/t.bin"])[0] == [h for handles in part_handles for h in handles]
+    assert done["ETag"] == etag
+    assert s3.get_object(Bucket="tail", Key="t.bin")["Body"].read() == body
+
+
 def test_parts_that_end_inside_a_chunk_are_copied(s3: Any, s3_cluster: LocalCluster) -> None:
     s3.create_bucket(Bucket="unaligned")
     uid, parts, body, etag = upload_parts(s3, "unaligned", "odd.bin", 11 * MiB + 5, 5 * MiB + MiB // 2)

@@ -90,7 +90,7 @@ async def _save_part(ctx: S3Context, upload_id: str, number: int, source: AsyncI
     """The part's bytes under a name of their own, then the record naming them: the last record
     written wins, and the file it replaced goes (one a race leaves behind goes with the upload)."""
     path = f"{_dir(upload_id)}/{number:05d}.{time.time_ns():x}{uuid.uuid4().hex[:8]}"
-    info = await upload(ctx, path, source, size)
+    info = await upload(ctx, path, source, size, pack=False)  # a packed part has no chunk to share
     etag = md5()
     before = await store.read_json(ctx.client, _record_path(upload_id, number))
     await store.write_json(ctx.client, _record_path(upload_id, number), {

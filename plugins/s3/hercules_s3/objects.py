@@ -106,10 +106,12 @@ async def check_write_conditions(ctx: S3Context, request: web.Request, bucket: s
         raise S3Error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
 
 
-async def upload(ctx: S3Context, path: str, source: AsyncIterator[bytes], size: int | None) -> FileInfo:
+async def upload(ctx: S3Context, path: str, source: AsyncIterator[bytes], size: int | None,
+                 pack: bool = True) -> FileInfo:
+    """``pack=False`` for a file whose chunks are to be shared later (a multipart upload's part)."""
     async with ctx.transfers:
         try:
-            return await ctx.client.upload(path, source, overwrite=True, size=size)
+            return await ctx.client.upload(path, source, overwrite=True, size=size, pack=pack)
         except IsADirectory:
             raise S3Error("InvalidRequest", 409, f"{path} is a directory here (it holds other keys), "
                           "so no object can have its name") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -324,3 +325,31 @@ def test_packing_is_on_by_default_up_to_1_mib_or_a_quarter_chunk(cluster: LocalC
             assert (await client.stat("/default/large")).chunk_count == 1
 
     run(go())
+
+
+def test_a_small_streamed_upload_is_gathered_in_a_buffer_of_its_own_size(cluster: LocalCluster) -> None:
+    """A 4 KiB upload from a stream (as the gateway gives a request body), with a pack threshold
+    of 256 KiB, is gathered into 4 KiB, not into a buffer the threshold's size: that was a
+    zeroed threshold-sized allocation, and a heap grown and trimmed back, on every small PUT."""
+    data = random.randbytes(4096)
+
+    async def parts():  # noqa: ANN202
+        for at in range(0, len(data), 1000):
+            yield data[at:at + 1000]
+
+    async def go() -> int:
+        async with await connect(cluster.master_addr) as client:
+            assert client.pack_threshold == 256 << 10
+            await client.upload("/gathered/warm", data)
+            tracemalloc.start()
+            try:
+                await client.upload("/gathered/small", parts(), size=len(data))
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert await _extent(client, "/gathered/small") is not None
+            assert await client.read("/gathered/small") == data
+            return peak
+
+    peak = run(go())
+    assert peak < 128 << 10, f"a 4 KiB upload peaked at {peak} bytes allocated"

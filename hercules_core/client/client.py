@@ -348,8 +348,8 @@ class Client(NamespaceCalls, PackedFiles):
         await self._ready()
         if size is None and isinstance(source, (bytes, bytearray, memoryview)):
             size = memoryview(source).nbytes
-        if pack and self._packable(size, replication):
-            data, source = await gather_small(source, self.pack_threshold)
+        if pack and size is not None and self._packable(size, replication):
+            data, source = await gather_small(source, size)  # a buffer of its size, not the threshold's
             if data is not None and len(data) == size:
                 return await self._upload_packed(path, data, overwrite)
         started: m.UploadStarted = await self._master(

@@ -152,6 +152,7 @@ class Config:
     full_report_every: int = attrs.field(default=30, validator=_positive)  # heartbeats between full reports
     capacity_bytes: int = 0
     max_frame_data: int = attrs.field(default=16 * MiB, validator=_positive)
+    heap_keep: int = attrs.field(default=32 * MiB, validator=attrs.validators.ge(0))  # freed memory kept (heap.py); 0: malloc's own
     # Native-protocol limits (docs/security.md, "Limits"): connections a master or chunkserver
     # serves in all and per client host, requests answered at once per connection, how long a
     # peer may stay silent or take over one frame, and the memory and time pushed data may hold.

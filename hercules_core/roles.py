@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 
 from hercules_core.config import Config, export_for_transports
 from hercules_core.errors import HerculesError
+from hercules_core.heap import keep_freed
 from hercules_core.plugins.manager import PluginManager
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ async def serve(config: Config, plugins: PluginManager, ready: Callable[[str], N
     if config.role is None:
         raise HerculesError("no role given: use --role or SERVER_TYPE")
     export_for_transports(config)
+    keep_freed(config.heap_keep)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

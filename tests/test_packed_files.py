@@ -353,3 +353,26 @@ def test_a_small_streamed_upload_is_gathered_in_a_buffer_of_its_own_size(cluster
 
     peak = run(go())
     assert peak < 128 << 10, f"a 4 KiB upload peaked at {peak} bytes allocated"
+
+
+def test_a_packed_record_is_read_into_one_buffer_not_copied_again(cluster: LocalCluster) -> None:
+    """A download of a 256 KiB packed file hands on the buffer its answer arrived in: peak
+    allocation about the record once, not twice."""
+    data = random.randbytes(256 << 10)
+
+    async def go() -> int:
+        async with await connect(cluster.master_addr) as client:
+            await client.upload("/once/r", data)
+            assert await _extent(client, "/once/r") is not None
+            await client.read("/once/r")  # the connection and its buffers are there before counting
+            tracemalloc.start()
+            try:
+                got = [bytes(piece[:16]) + bytes(piece[-16:]) async for piece in client.download("/once/r")]
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert got == [data[:16] + data[-16:]]
+            return peak
+
+    peak = run(go())
+    assert peak < len(data) * 3 // 2, f"a {len(data)}-byte record peaked at {peak} bytes allocated"

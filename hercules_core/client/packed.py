@@ -91,8 +91,9 @@ class PackAppender:
 
 async def read_record(pool: ConnectionPool, loc: m.ChunkLocation, extent: m.PackedExtent,
                       order: Callable[[list[str]], list[str]] = list,
-                      bad: Callable[[str, Exception], Awaitable[None]] | None = None) -> bytes:
-    """The record's bytes from the first replica (in ``order``) that has them whole and intact."""
+                      bad: Callable[[str, Exception], Awaitable[None]] | None = None) -> Buffer:
+    """The record's bytes from the first replica (in ``order``) that has them whole and intact:
+    the answer's own buffer (a 1 MiB record is not copied again)."""
     errors: list[Exception] = []
     for replica in order(list(loc.replicas)):
         try:
@@ -113,7 +114,7 @@ async def read_record(pool: ConnectionPool, loc: m.ChunkLocation, extent: m.Pack
             if bad is not None:
                 await bad(replica, exc)
             continue
-        return bytes(data)
+        return data
     raise errors[-1] if errors else Unavailable(f"pack {extent.handle} has no live replica")
 
 
@@ -187,14 +188,14 @@ class PackedFiles:
         extents = getattr(self, "_extents", None)
         return extents.pop(file_id, None) if extents else None
 
-    async def _read_packed(self: Client, extent: m.PackedExtent, loc: m.ChunkLocation) -> bytes:
+    async def _read_packed(self: Client, extent: m.PackedExtent, loc: m.ChunkLocation) -> Buffer:
         async def bad(replica: str, exc: Exception) -> None:
             self.locations.avoid(replica)
             await self._report_bad(extent.handle, replica, str(exc))
 
         where: list[m.ChunkLocation] = [loc]
 
-        async def attempt() -> bytes:
+        async def attempt() -> Buffer:
             if not where:  # the last try proved the locations wrong (a replica dropped, a new version)
                 where.append(await self.chunk_servers(extent.handle))
             return await read_record(self.pool, where[0], extent, self.locations.read_order, bad)

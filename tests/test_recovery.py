@@ -227,7 +227,7 @@ def test_backup_while_writing_then_restore_into_a_fresh_master(tmp_path: Path) -
             w = Http(c.gateway_url)
             n = 0
             while not stop.is_set() and n < 400:
-                data = random.randbytes(random.randrange(1, 200_000))
+                data = random.randbytes(random.randrange(1, 600_000))
                 if w.json("PUT", f"/api/v1/files/w/{n}", data)[0] == 201:
                     acknowledged[f"/w/{n}"] = data
                 n += 1
@@ -246,8 +246,9 @@ def test_backup_while_writing_then_restore_into_a_fresh_master(tmp_path: Path) -
         thread.join(60)
         after_backup = set(acknowledged) - set(by_backup_end)
 
-        # its chunks vanish from every disk: the master must notice. Not a packed file: that has no
-        # chunk of its own, and losing its pack would take the other files in it along.
+        # its chunks vanish from every disk: the master must notice. Not a packed file (most files
+        # here are above the 256 KiB this cluster packs): that has no chunk of its own, and losing
+        # its pack would take the other files in it along.
         chunk_counts = {p: h.json("GET", f"/api/v1/fileinfo?path={p}")[1]["chunk_count"] for p in sorted(before_backup)}
         victim = next(p for p, count in chunk_counts.items() if count)
         victim_handles = [h.json("GET", f"/api/v1/chunk/handle?path={victim}&index={i}")[1]["handle"]

@@ -135,9 +135,9 @@ class Config:
     dead_after: float = attrs.field(default=5.0, validator=_positive)  # phi detector's acceptable pause
     phi_threshold: float = attrs.field(default=8.0, validator=_positive)
     trash_grace: float = attrs.field(default=86400.0, validator=_positive)
-    # Packed small files (docs/consistency.md): files up to this size uploaded whole are records in
-    # shared pack chunks (default 1 MiB, at most a quarter chunk; 0 turns packing off); a sealed pack whose garbage reaches
-    # this fraction is compacted.
+    # Packed small files (docs/consistency.md): files up to this size (and a quarter chunk) uploaded
+    # whole are records in shared pack chunks (default 1 MiB; 0 turns packing off); a sealed pack
+    # whose garbage reaches this fraction is compacted.
     pack_threshold: int = attrs.field(default=1024 * 1024, validator=attrs.validators.ge(0))
     pack_garbage: float = attrs.field(default=0.5, validator=_positive)
     # Packs open at once. Small records queued on one open pack go to its replicas as one mutation,
@@ -152,7 +152,8 @@ class Config:
     full_report_every: int = attrs.field(default=30, validator=_positive)  # heartbeats between full reports
     capacity_bytes: int = 0
     max_frame_data: int = attrs.field(default=16 * MiB, validator=_positive)
-    heap_keep: int = attrs.field(default=32 * MiB, validator=attrs.validators.ge(0))  # freed memory kept (heap.py); 0: malloc's own
+    # Freed memory each process keeps for reuse (heap.py); 0 leaves malloc's defaults.
+    heap_keep: int = attrs.field(default=32 * MiB, validator=attrs.validators.ge(0))
     # Native-protocol limits (docs/security.md, "Limits"): connections a master or chunkserver
     # serves in all and per client host, requests answered at once per connection, how long a
     # peer may stay silent or take over one frame, and the memory and time pushed data may hold.

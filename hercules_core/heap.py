@@ -3,8 +3,8 @@
 glibc's malloc gives a large block back as soon as it is freed: from ``mmap`` beyond a threshold
 that adapts to the sizes seen, else by trimming the heap top (``brk``). A storage process frees
 megabyte buffers constantly (a 1 MiB packed record, a 4 MiB read piece), so each request paid a
-``brk`` or ``munmap``, then page faults to map the memory again on the next one: measured, a
-third of the gateway's system CPU on 1 MiB reads and most of a large download's. Keeping up to
+``brk`` or ``munmap``, then page faults to map the memory again on the next one (1.6 ``brk`` per
+1 MiB GET in the gateway, a fifth of its system-call time; docs/performance.md). Keeping up to
 ``heap_keep`` bytes freed at the heap's top, and serving blocks below half of it from the heap,
 ends that; the memory stays reusable by the next request rather than returned.
 """

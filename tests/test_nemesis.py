@@ -33,7 +33,8 @@ from hercules_core.errors import HerculesError, NotFound
 from hercules_core.testing.cluster import LocalCluster
 from tests.helpers import FAST
 
-SETTINGS = {**FAST, "HERCULES_TRASH_GRACE": "3600", "HERCULES_FULL_REPORT_EVERY": "5"}
+# packing is on by default: the cases without it say so, so each file has chunks of its own
+SETTINGS = {**FAST, "HERCULES_TRASH_GRACE": "3600", "HERCULES_FULL_REPORT_EVERY": "5", "HERCULES_PACK_THRESHOLD": "0"}
 PACK_THRESHOLD = 65536
 PACKED_SETTINGS = {**SETTINGS, "HERCULES_PACK_THRESHOLD": str(PACK_THRESHOLD)}
 SECONDS = float(os.environ.get("HERCULES_NEMESIS_SECONDS", "20"))

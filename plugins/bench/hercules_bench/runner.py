@@ -159,8 +159,9 @@ class Run:
         root = self.root_dir / f"cluster-{name}"
         # S3 keys in our environment are given to the gateway too: the s3 workload then signs (SigV4);
         # so are the settings an A/B run of the data path varies (docs/performance.md)
-        keys = {k: os.environ[k] for k in ("HERCULES_S3_ACCESS_KEY", "HERCULES_S3_SECRET_KEY", "HERCULES_PACK_THRESHOLD",
-                                           "HERCULES_PACK_LANES", "HERCULES_HEAP_KEEP") if os.environ.get(k)}
+        passed = ("HERCULES_S3_ACCESS_KEY", "HERCULES_S3_SECRET_KEY", "HERCULES_PACK_THRESHOLD",
+                  "HERCULES_PACK_LANES", "HERCULES_HEAP_KEEP")
+        keys = {k: os.environ[k] for k in passed if os.environ.get(k)}
         cluster = LocalCluster(root, chunkservers=self.o.chunkservers, store=store,
                                settings={"HERCULES_CHUNK_SIZE": str(self.o.chunk_size), **keys})
         self.clusters.append(cluster)

@@ -390,7 +390,7 @@ async def test_memory_is_bounded_by_the_settings(name: str, tmp_path: Path) -> N
             await store.create(handle, 1)
             await store.write(handle, 0, data)
             assert await store.read(handle, BLOCK, 10) == data[BLOCK:BLOCK + 10]
-        assert open_fds() - before <= 2
+        assert open_fds() - before <= 2 * 2  # two chunks' data files and sidecars
         cache = store._sidecars  # type: ignore[attr-defined]
         assert len(cache) == 3 and cache.bytes <= bound
         for handle in range(1, 9):  # an evicted sidecar is read from disk again
@@ -514,6 +514,36 @@ async def test_torn_sidecar_tail_is_skipped_and_the_log_restarts(name: str, tmp_
         with pytest.raises(ChecksumMismatch):
             await store.read(1, 0, 10)
 
+
+
+@both
+async def test_commits_append_to_the_sidecar_kept_open_and_follow_it_when_it_is_replaced(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit appends to the sidecar left open by the one before (no stat, open or close);
+    once the log passes its limit and the file is replaced, later commits go to the new file."""
+    monkeypatch.setattr(sidecar, "SIDECAR_LOG_LIMIT", 600)  # a rewrite every few commits
+    real_open = os.open
+    opened: list[str] = []
+
+    def counting_open(path: Any, flags: int, *args: Any) -> int:
+        if str(path).endswith(".meta"):
+            opened.append(str(path))
+        return real_open(path, flags, *args)
+
+    pieces = [payload(700, seed=n) for n in range(60)]
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        monkeypatch.setattr(os, "open", counting_open)
+        offset = 0
+        for piece in pieces:
+            await store.write(1, offset, piece)
+            offset += len(piece)
+        monkeypatch.setattr(os, "open", real_open)
+        assert 2 <= len(opened) <= len(pieces) // 4  # once after each replacement, not per commit
+        assert sidecar_path(tmp_path, 1).stat().st_size <= 600
+    async with open_store(name, tmp_path) as store:
+        assert await store.info(1) == ChunkInfo(1, 1, offset)
+        assert await store.read(1, 0, offset) == b"".join(pieces)
 
 # --- chunk creation: its syncs, and what a crash in the middle of it leaves -------------------
 

@@ -36,6 +36,7 @@ from hercules_core.chunkstore.memory import (
     DEFAULT_OPEN_FILES,
     DEFAULT_SIDECAR_CACHE_BYTES,
     OpenFiles,
+    OpenLogs,
     SidecarCache,
     UsedBytes,
     option,
@@ -102,6 +103,7 @@ class BlockFileStore(abc.ABC, Generic[M]):
         self._sidecars: SidecarCache[M] = SidecarCache(
             option(options, "sidecar_cache_bytes", DEFAULT_SIDECAR_CACHE_BYTES))
         self._files = OpenFiles(option(options, "open_files", DEFAULT_OPEN_FILES))
+        self._logs = OpenLogs(self._files.limit)  # sidecars kept open, as many as data files
         self.layout = ChunkLayout(self.root, self.DATA_SUFFIX)
         self.session = secrets.token_hex(4)  # tags this session's tmp files (see ``write_atomic``)
         self._own_tmp = f".{self.session}{TMP_SUFFIX}"
@@ -126,6 +128,7 @@ class BlockFileStore(abc.ABC, Generic[M]):
             while store._active:
                 await store._idle.wait()
             store._files.close_all()
+            store._logs.close_all()
             store._sidecars.clear()
 
     # -- store-specific parts -------------------------------------------------------
@@ -185,12 +188,17 @@ class BlockFileStore(abc.ABC, Generic[M]):
         """Commit ``meta`` (changed in place) to disk, and so to memory; on failure the copy in
         memory is dropped, as ``meta`` may hold changes the disk never got."""
         sealed = seal(self.MAGIC, meta.encode())
+        log = self._logs.take_log(handle)
         try:
             if handle in self._rewrite:  # after a torn tail: start a fresh log
                 self._rewrite.discard(handle)
+                if log is not None:
+                    os.close(log[0])
                 rewrite_sidecar(self.layout.meta_path(handle), sealed, self.session)
             else:
-                commit_sidecar(self.layout.meta_path(handle), sealed, self.session)
+                log = commit_sidecar(self.layout.meta_path(handle), sealed, self.session, log, keep=True)
+                if log is not None:
+                    self._logs.give_log(handle, log)
         except BaseException:
             self._sidecars.drop(handle)
             raise
@@ -201,6 +209,7 @@ class BlockFileStore(abc.ABC, Generic[M]):
         again, so the scrubber, which calls this before it re-reads a chunk, finds bit rot there."""
         self._sidecars.drop(handle)
         self._files.close(handle)
+        self._logs.close(handle)
 
     def _forget_torn(self, handle: int) -> None:
         """The sidecar is gone or new: no torn tail to rewrite past any more."""

@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-from hercules_core.chunkstore.sidecar import ChunkMeta
+from hercules_core.chunkstore.sidecar import ChunkMeta, SidecarLog
 from hercules_core.errors import ConfigError
 from hercules_core.plugins.types import SettingSpec
 
@@ -27,7 +27,7 @@ SETTINGS = (
     SettingSpec("sidecar_cache_bytes", int, DEFAULT_SIDECAR_CACHE_BYTES,
                 help="memory for decoded sidecars of recently used chunks, bytes (0: read each time)"),
     SettingSpec("open_files", int, DEFAULT_OPEN_FILES,
-                help="data files of recently used chunks kept open (0: open each time)"),
+                help="recently used chunks whose data file and sidecar are kept open (0: open each time)"),
 )
 """A block-file store's own settings; a store plugin lists them in its ``ChunkStoreSpec``."""
 
@@ -185,5 +185,21 @@ class OpenFiles:
             os.close(fd)
 
 
-__all__ = ["DEFAULT_OPEN_FILES", "DEFAULT_SIDECAR_CACHE_BYTES", "SETTINGS", "OpenFiles", "SidecarCache",
+class OpenLogs(OpenFiles):
+    """Sidecars kept open between commits (``commit_sidecar(keep=True)``), each with its size in
+    the slot a data file's generation takes: a commit saves the stat, open and close of its
+    sidecar. The store drops a chunk's entry wherever it drops its open data file."""
+
+    def take_log(self, handle: int) -> SidecarLog | None:
+        """The chunk's open sidecar and its size, now the caller's; ``None`` if none is kept."""
+        with self._lock:
+            entry = self._fds.pop(handle, None)
+        return None if entry is None else (entry[1], entry[0])
+
+    def give_log(self, handle: int, log: SidecarLog) -> None:
+        fd, size = log
+        self.give(handle, size, fd)
+
+
+__all__ = ["DEFAULT_OPEN_FILES", "DEFAULT_SIDECAR_CACHE_BYTES", "SETTINGS", "OpenFiles", "OpenLogs", "SidecarCache",
            "UsedBytes", "option", "sidecar_bytes"]

@@ -28,6 +28,13 @@ class ChunkLayout:
 
     root: Path
     data_suffix: str
+    # the 256 fan-out directories, joined once: a path per commit was three pathlib joins
+    _dirs: tuple[Path, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    @_dirs.default
+    def _fan_out(self) -> tuple[Path, ...]:
+        chunks = self.root / CHUNKS_DIR
+        return tuple(chunks / f"{n:02x}" for n in range(256))
 
     @property
     def chunks(self) -> Path:
@@ -38,7 +45,7 @@ class ChunkLayout:
         return self.root / FORMAT_FILE
 
     def dir(self, handle: int) -> Path:
-        return self.chunks / f"{handle & 0xFF:02x}"
+        return self._dirs[handle & 0xFF]
 
     def meta_path(self, handle: int) -> Path:
         return self.dir(handle) / f"{handle:016x}{META_SUFFIX}"

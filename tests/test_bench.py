@@ -19,7 +19,7 @@ RESULTS = ["large_gateway_rf3", "large_gateway_rf1", "large_client_rf3", "large_
            "small_gateway", "small_client", "s3_large", "s3_small", "medium_gateway", "medium_client", "metadata", "append",
            "store_fs_json", "store_fs_random", "store_zstd_json", "store_zstd_random"]
 CEILINGS = {"disk_stream": "MBps", "disk_sync_ops": "ops_per_s", "loopback_socket": "MBps",
-            "loopback_asyncio": "MBps", "round_trips": "per_s"}
+            "loopback_asyncio": "MBps", "round_trips": "per_s", "thread_hop": "per_s", "page_cache_write": "MBps"}
 
 
 def _hercules() -> list[str]:

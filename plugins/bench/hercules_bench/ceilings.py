@@ -9,16 +9,23 @@
 * ``round_trips``: small request/response pairs per second between two processes over
   loopback, 8 connections each with one request outstanding (asyncio on uvloop): the floor of
   any one-RPC operation such as a metadata call.
+* ``thread_hop``: CPU per ``run_in_executor`` round trip of a function that does nothing, the
+  hop a chunk store makes once per mutation to keep ``fdatasync`` off the event loop.
+* ``page_cache_write``: CPU per MiB written into the page cache (``pwrite``, no sync) of a
+  growing file: what every replica pays per byte before the disk is involved.
 
 Every loop is bounded in bytes and in time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +43,25 @@ def _mp_context() -> Any:
     return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
 
+@contextmanager
+def _scratch(directory: Path, name: str) -> Iterator[int]:
+    """A new file in ``directory`` open for writing, removed afterwards."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"bench-{name}-{os.getpid()}.tmp"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+
+
 def disk_stream(directory: Path, total: int, piece: int, time_limit: float) -> dict[str, Any]:
     """MB/s of ``piece``-sized writes, each made durable with fdatasync, up to ``total`` bytes."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"bench-disk-{os.getpid()}.tmp"
     buf = os.urandom(min(piece, 4 * MiB))
     block = (buf * (piece // len(buf) + 1))[:piece]
     written = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
+    with _scratch(directory, "disk") as fd:
         started = time.perf_counter()
         deadline = started + time_limit
         while written < total and time.perf_counter() < deadline:
@@ -55,21 +72,15 @@ def disk_stream(directory: Path, total: int, piece: int, time_limit: float) -> d
                 written += n
             os.fdatasync(fd)
         seconds = time.perf_counter() - started
-    finally:
-        os.close(fd)
-        path.unlink(missing_ok=True)
     return {"bytes": written, "piece": piece, "seconds": round(seconds, 3), "MBps": mbps(written, seconds),
             "complete": written >= total}
 
 
 def disk_sync_ops(directory: Path, count: int, time_limit: float, size: int = 4096) -> dict[str, Any]:
     """Round trips per second of an in-place ``size``-byte pwrite followed by fdatasync."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"bench-sync-{os.getpid()}.tmp"
     data = os.urandom(size)
     done = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
+    with _scratch(directory, "sync") as fd:
         os.pwrite(fd, data, 0)
         os.fsync(fd)
         started = time.perf_counter()
@@ -79,9 +90,6 @@ def disk_sync_ops(directory: Path, count: int, time_limit: float, size: int = 40
             os.fdatasync(fd)
             done += 1
         seconds = time.perf_counter() - started
-    finally:
-        os.close(fd)
-        path.unlink(missing_ok=True)
     return {"ops": done, "seconds": round(seconds, 3), "ops_per_s": round(done / seconds, 1) if seconds else 0.0,
             "latency_ms": round(seconds / done * 1e3, 3) if done else 0.0}
 
@@ -278,3 +286,42 @@ def round_trips(count: int, time_limit: float, connections: int = 8) -> dict[str
     return {"round_trips": done, "connections": connections, "seconds": round(seconds, 3),
             "per_s": round(done / seconds, 1) if seconds else 0.0,
             "latency_us": round(seconds * connections / done * 1e6, 1) if done else 0.0}
+
+
+# -- per-operation floors ------------------------------------------------------------------
+
+
+def _cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def thread_hop(count: int, time_limit: float) -> dict[str, Any]:
+    """Round trips to the default executor and back per second, and CPU (both threads) per hop."""
+
+    async def main() -> tuple[int, float, float]:
+        loop = asyncio.get_running_loop()
+        done, deadline = 0, time.monotonic() + time_limit
+        cpu, started = _cpu(), time.perf_counter()
+        while done < count and time.monotonic() < deadline:
+            await loop.run_in_executor(None, int)
+            done += 1
+        return done, time.perf_counter() - started, _cpu() - cpu
+
+    done, seconds, cpu = run_async(main())
+    return {"hops": done, "seconds": round(seconds, 3), "per_s": round(done / seconds, 1) if seconds else 0.0,
+            "cpu_us": round(cpu / done * 1e6, 1) if done else 0.0}
+
+
+def page_cache_write(directory: Path, total: int, time_limit: float) -> dict[str, Any]:
+    """MB/s of 1 MiB ``pwrite``s extending a file (no sync), and their CPU per MiB."""
+    block = os.urandom(FRAME)
+    written = 0
+    with _scratch(directory, "pagecache") as fd:
+        deadline = time.monotonic() + time_limit
+        cpu, started = _cpu(), time.perf_counter()
+        while written < total and time.monotonic() < deadline:
+            written += os.pwrite(fd, block, written)
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+    return {"bytes": written, "seconds": round(seconds, 3), "MBps": mbps(written, seconds),
+            "cpu_ms_per_MiB": round(cpu / (written / MiB) * 1e3, 2) if written else 0.0}

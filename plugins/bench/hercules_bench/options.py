@@ -66,6 +66,8 @@ class BenchOptions:
     sync_ops: int = 200  # 4 KiB write + fdatasync round trips for the small-write ceiling
     loopback_size: int = 2 * GiB
     rtt_count: int = 50_000  # small round trips for the RPC floor
+    hop_count: int = 20_000  # executor round trips for the thread-hop floor
+    page_cache_size: int = 512 * MiB  # bytes written into the page cache for its CPU floor
     time_limit: float = 1800.0  # the whole run; each phase also has its own cap
     phase_limit: float = 300.0
     only: tuple[str, ...] = WORKLOADS
@@ -88,7 +90,8 @@ class BenchOptions:
             return cls()
         return cls(quick=True, chunk_size=8 * MiB, large_size=32 * MiB, small_count=200, medium_count=24,
                    meta_count=200, append_count=200, store_size=8 * MiB, disk_size=32 * MiB, sync_ops=50,
-                   loopback_size=256 * MiB, rtt_count=5_000, time_limit=55.0, phase_limit=20.0, peer_rounds=1)
+                   loopback_size=256 * MiB, rtt_count=5_000, hop_count=2_000, page_cache_size=32 * MiB,
+                   time_limit=55.0, phase_limit=20.0, peer_rounds=1)
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -162,25 +163,29 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     return render_table(headers, lines, right={2, 4, 5, 7})
 
 
+# (key, label, value key, unit, how): one row of the ceilings table each
+_CEILING_ROWS: tuple[tuple[str, str, str, str, Callable[[dict[str, Any]], str]], ...] = (
+    ("disk_stream", "disk: sequential 4 MiB writes + fdatasync", "MBps", "MB/s",
+     lambda r: f"{r['bytes'] >> 20} MiB in {r['seconds']} s"),
+    ("disk_sync_ops", "disk: 4 KiB write + fdatasync", "ops_per_s", "ops/s", lambda r: f"{r['latency_ms']} ms each"),
+    ("loopback_socket", "loopback TCP, 2 processes, plain sockets", "MBps", "MB/s",
+     lambda r: f"{r['bytes'] >> 20} MiB in 1 MiB frames"),
+    ("loopback_asyncio", "loopback TCP, 2 processes, asyncio+uvloop", "MBps", "MB/s",
+     lambda r: f"{r['bytes'] >> 20} MiB in 1 MiB frames"),
+    ("round_trips", "loopback round trips, 2 processes, 8 conns", "per_s", "/s",
+     lambda r: f"64 B request/response, {r['latency_us']} us each"),
+    ("thread_hop", "thread hop (run_in_executor and back)", "per_s", "/s", lambda r: f"{r['cpu_us']} us of CPU each"),
+    ("page_cache_write", "page cache: 1 MiB pwrite, no sync", "MBps", "MB/s",
+     lambda r: f"{r['cpu_ms_per_MiB']} ms of CPU per MiB"),
+)
+
+
 def ceilings_table(ceilings: dict[str, Any]) -> str:
     lines = []
-    d = ceilings.get("disk_stream")
-    if d:
-        lines.append(["disk: sequential 4 MiB writes + fdatasync", _fmt(d["MBps"]), "MB/s",
-                      f"{d['bytes'] >> 20} MiB in {d['seconds']} s{_tries(d)}"])
-    s = ceilings.get("disk_sync_ops")
-    if s:
-        lines.append(["disk: 4 KiB write + fdatasync", _fmt(s["ops_per_s"]), "ops/s",
-                      f"{s['latency_ms']} ms each{_tries(s)}"])
-    for key, label in (("loopback_socket", "loopback TCP, 2 processes, plain sockets"),
-                       ("loopback_asyncio", "loopback TCP, 2 processes, asyncio+uvloop")):
-        lb = ceilings.get(key)
-        if lb:
-            lines.append([label, _fmt(lb["MBps"]), "MB/s", f"{lb['bytes'] >> 20} MiB in 1 MiB frames{_tries(lb)}"])
-    rt = ceilings.get("round_trips")
-    if rt:
-        lines.append(["loopback round trips, 2 processes, 8 conns", _fmt(rt["per_s"]), "/s",
-                      f"64 B request/response, {rt['latency_us']} us each{_tries(rt)}"])
+    for key, label, value, unit, how in _CEILING_ROWS:
+        result = ceilings.get(key)
+        if result:
+            lines.append([label, _fmt(result[value]), unit, how(result) + _tries(result)])
     return render_table(["ceiling", "result", "unit", "how"], lines, right={1})
 
 

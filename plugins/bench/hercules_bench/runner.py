@@ -103,7 +103,10 @@ def measure_ceilings(o: BenchOptions, data_dir: Path) -> dict[str, Any]:
             "loopback_socket": best("MBps", lambda: ceil.loopback(o.loopback_size, "socket", timeout=limit + 30)),
             "loopback_asyncio": best("MBps", lambda: ceil.loopback(o.loopback_size, "asyncio",
                                                                    timeout=limit + 30)),
-            "round_trips": best("per_s", lambda: ceil.round_trips(o.rtt_count, min(limit, 10.0)))}
+            "round_trips": best("per_s", lambda: ceil.round_trips(o.rtt_count, min(limit, 10.0))),
+            "thread_hop": best("per_s", lambda: ceil.thread_hop(o.hop_count, min(limit, 5.0))),
+            "page_cache_write": best("MBps", lambda: ceil.page_cache_write(data_dir, o.page_cache_size,
+                                                                           min(limit, 10.0)))}
 
 
 def machine_load() -> dict[str, Any]:
@@ -180,7 +183,7 @@ class Run:
                                "software": software_info(), "load_start": machine_load()}
         code = EXIT_OK
         try:
-            self.log("measuring the machine's ceilings (disk, loopback TCP)")
+            self.log("measuring the machine's ceilings (disk, loopback TCP, thread hop, page cache)")
             doc["ceilings"] = measure_ceilings(self.o, self.root_dir)
             code = run_async(self._workloads())
         except VerificationError as exc:  # workloads report their own; this is a last resort

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from hercules_core import messages as m
+from hercules_core.batches import take_joining
 from hercules_core.client.appends import INLINE_RECORD
 from hercules_core.errors import Unavailable
 from hercules_core.plugins.types import Buffer
@@ -61,16 +62,8 @@ class RecordBatcher:
         queue[:] = [w for w in queue if not w.done.done()]
         if not queue:
             return []
-        batch, size = [queue[0]], len(queue[0].data)
-        for waiting in queue[1:]:
-            if waiting.joins(batch[0]):
-                if size + len(waiting.data) > self._limit:
-                    break
-                batch.append(waiting)
-                size += len(waiting.data)
-        taken = set(map(id, batch))
-        queue[:] = [w for w in queue if id(w) not in taken]
-        return batch
+        first = queue[0]
+        return take_joining(queue, first, lambda w: w.joins(first), lambda w: len(w.data), self._limit)
 
     async def _drain(self, lane: int) -> None:
         queue = self._queues[lane]

@@ -16,7 +16,6 @@ from hercules_core.client import connect
 from hercules_core.errors import HerculesError, InvalidArgument
 from hercules_core.testing.cluster import LocalCluster
 from tests.helpers import FAST, Http, chunk_files, replica_contents, wait_until
-from tests.test_append_batching import counter
 
 LANES = 4  # more than the default one open pack: appends spread over them, and compaction sees several
 PACKED = {**FAST, "HERCULES_PACK_THRESHOLD": "65536", "HERCULES_TRASH_GRACE": "1", "HERCULES_PACK_LANES": str(LANES)}
@@ -63,36 +62,6 @@ def test_small_files_written_concurrently_read_back_through_rest_and_client(pack
     assert (status, body) == (206, files[big][10:2010])
     h.close()
 
-
-
-def test_small_uploads_that_meet_on_a_lane_leave_the_client_as_one_record(packed: LocalCluster) -> None:
-    """Records waiting behind an append in flight on their lane are joined into one record: each
-    file gets its own extent inside it, and the chunkservers see far fewer records than files."""
-    files = {f"/joined/f{n:02d}": random.randbytes(random.randrange(1, 3000)) for n in range(48)}
-
-    def records() -> float:
-        return sum(counter(packed.metrics_url(n), "hercules_chunkserver_appended_records_total")
-                   for n in ("chunk1", "chunk2", "chunk3"))
-
-    async def write() -> dict[str, m.PackedExtent]:
-        async with await connect(packed.master_addr) as client:
-            await asyncio.gather(*(client.upload(p, d) for p, d in files.items()))
-            extents = {p: await _extent(client, p) for p in files}
-            assert await asyncio.gather(*(client.read(p) for p in files)) == list(files.values())
-            return {p: e for p, e in extents.items() if e is not None}
-
-    before = records()
-    extents = run(write())
-    appended = records() - before
-    assert len(extents) == len(files), "every file is packed"
-    assert appended < len(files) / 2, f"{len(files)} uploads made {appended} records: none were joined"
-    spans = sorted((e.handle, e.offset, e.offset + e.length) for e in extents.values())
-    for (h1, _, end), (h2, start, _) in zip(spans, spans[1:]):
-        assert h1 != h2 or end <= start, "two files' extents overlap"
-    h = Http(packed.gateway_url)
-    for path, data in files.items():
-        assert h.request("GET", f"/api/v1/files{path}")[::2] == (200, data), path
-    h.close()
 
 def test_an_overwrite_is_a_new_record_and_a_range_write_or_append_unpacks(packed: LocalCluster) -> None:
     async def go() -> None:

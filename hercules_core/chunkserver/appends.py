@@ -17,7 +17,6 @@ from __future__ import annotations
 import attrs
 
 from hercules_core import messages as m
-from hercules_core.batches import take_joining
 from hercules_core.plugins.types import Buffer
 
 BATCH_BYTES = 1 << 20  # one batch's bytes at most (one record larger than this still goes, alone)
@@ -50,11 +49,18 @@ class PendingAppend:
 def take_batch(queue: list[PendingAppend], first: PendingAppend) -> list[PendingAppend]:
     """``first`` and, if it is inline, the queued inline appends that can join it, in queue
     order and within ``BATCH_BYTES``; all of them leave ``queue``."""
-    if not first.inline:
-        queue[:] = [p for p in queue if p is not first]
-        return [first]
-    return take_joining(queue, first, lambda p: not p.settled and first.joins(p), lambda p: len(p.payload),
-                        BATCH_BYTES)
+    batch = [first]
+    if first.inline:
+        size = len(first.payload)
+        for pending in queue:
+            if pending is not first and not pending.settled and first.joins(pending):
+                if size + len(pending.payload) > BATCH_BYTES:
+                    break
+                batch.append(pending)
+                size += len(pending.payload)
+    taken = set(map(id, batch))
+    queue[:] = [p for p in queue if id(p) not in taken]
+    return batch
 
 
 def fitting(batch: list[PendingAppend], offset: int, chunk_size: int) -> int:

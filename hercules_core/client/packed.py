@@ -21,7 +21,6 @@ from hercules_core.chunkstore.checksums import crc
 from hercules_core.client.appends import append_record
 from hercules_core.client.namespace import request_id
 from hercules_core.client.pieces import UploadSource, rechunk
-from hercules_core.client.record_batches import RecordBatcher
 from hercules_core.client.retry import RetryPolicy
 from hercules_core.errors import ChecksumMismatch, ChunkFull, NotFound, StaleVersion, Unavailable
 from hercules_core.plugins.types import Buffer
@@ -42,8 +41,7 @@ OpenPack = Callable[[int, int], Awaitable[m.ChunkLocation]]
 class PackAppender:
     """Appends records to the open pack: push along its chain, then AppendChunk at the primary;
     a full pack is reported (``open_pack(handle, lane)`` seals it and names the next one). Each
-    append takes the next of ``lanes`` open packs (the master's ``pack_lanes``); small records
-    that meet on a lane leave together (``record_batches``)."""
+    append takes the next of ``lanes`` open packs (the master's ``pack_lanes``)."""
 
     def __init__(self, pool: ConnectionPool, open_pack: OpenPack, chunk_size: int, lanes: int,
                  policy: RetryPolicy) -> None:
@@ -54,7 +52,6 @@ class PackAppender:
         self.policy = policy
         self._locations: dict[int, m.ChunkLocation] = {}
         self._next_lane = itertools.count(random.randrange(self.lanes))
-        self._batches = RecordBatcher(lambda loc, data: append_record(self.pool, loc, data, self.chunk_size))
 
     def forget(self) -> None:
         self._locations.clear()
@@ -77,7 +74,7 @@ class PackAppender:
             while True:
                 loc = await self._target(lane, full)
                 try:
-                    offset = await self._batches.append(lane, loc, data)
+                    offset = await append_record(self.pool, loc, data, self.chunk_size)
                 except ChunkFull:
                     full = loc.handle
                     continue

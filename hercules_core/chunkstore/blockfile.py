@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from hercules_core.chunkstore.checksums import block_crcs
-from hercules_core.chunkstore.fileio import (TMP_SUFFIX, WouldBlock, as_byte_view, fsync_dir, page_cache_only,
-                                            run_in_thread, unlink_quiet)
+from hercules_core.chunkstore.fileio import (TMP_SUFFIX, WouldBlock, as_byte_view, datasync, fsync_dir,
+                                            page_cache_only, pwrite_all, run_in_thread, unlink_quiet)
 from hercules_core.chunkstore.layout import ChunkLayout
 from hercules_core.chunkstore.memory import (
     DEFAULT_OPEN_FILES,
@@ -46,6 +46,7 @@ from hercules_core.chunkstore.sidecar import (
     ChunkMeta,
     commit_sidecar,
     create_sidecar,
+    journal_record,
     newest_record,
     rewrite_sidecar,
     seal,
@@ -85,6 +86,11 @@ class BlockFileStore(abc.ABC, Generic[M]):
     DATA_SUFFIX: ClassVar[str]
     MAGIC: ClassVar[bytes]
     META: ClassVar[type[ChunkMeta]]
+    JOURNAL_LIMIT: ClassVar[int] = 0
+    """Writes changing up to this many bytes are journalled: their bytes go into the sidecar
+    record too, one fdatasync instead of two (``_put_unsynced``). 0: never. Only for a store
+    whose data file holds chunk bytes as is, at their own offsets, since a journal is replayed
+    with ``pwrite``."""
 
     def __init__(self, ctx: StoreContext) -> None:
         self.root = Path(ctx.root_dir)
@@ -110,6 +116,7 @@ class BlockFileStore(abc.ABC, Generic[M]):
         self._locks: KeyedLocks[int] = KeyedLocks()
         self._used = UsedBytes()
         self._rewrite: set[int] = set()  # sidecars whose log ended in a torn record
+        self._journaled: set[int] = set()  # sidecars whose log holds journal records
         self._closed = False
         self._active = 0
         self._idle = asyncio.Event()
@@ -147,6 +154,11 @@ class BlockFileStore(abc.ABC, Generic[M]):
         (deleted once it is committed), or ``None``.
         """
 
+    def _put_unsynced(self, fd: int, buf: memoryview, offset: int) -> None:
+        """A journalled write (``JOURNAL_LIMIT``): ``buf`` at chunk ``offset``, not synced (its
+        sidecar record carries the bytes), so a plain ``pwrite``. Also how a journal is replayed."""
+        pwrite_all(fd, buf, offset)
+
     @abc.abstractmethod
     def _expected_size(self, meta: M) -> int:
         """Data-file bytes the sidecar accounts for; anything past it is a crashed write's."""
@@ -163,18 +175,36 @@ class BlockFileStore(abc.ABC, Generic[M]):
     def _load(self, handle: int) -> M:
         """The chunk's sidecar read from disk, checked; ``NotFound`` without one, ``ChecksumMismatch``
         if damaged. Operations use ``_meta``, the copy in memory."""
+        return self._load_log(handle)[0]
+
+    def _load_log(self, handle: int) -> tuple[M, list[tuple[int, bytes]]]:
+        """``_load``, with the journals of the sidecar's log (for the start-up scan's replay)."""
         what = f"chunk {handle}"
         try:
             raw = self.layout.meta_path(handle).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"chunk {handle} is not in this store") from None
-        body, clean = newest_record(self.MAGIC, raw, what)
-        if not clean:
+        read = newest_record(self.MAGIC, raw, what)
+        if not read.clean:
             self._rewrite.add(handle)
-        meta: M = self.META.decode(body, what)  # type: ignore[assignment]
+        if read.journals:
+            self._journaled.add(handle)
+        meta: M = self.META.decode(read.body, what)  # type: ignore[assignment]
         if len(meta.crcs) != self._blocks_for(meta.length):
             raise ChecksumMismatch(f"{what}: sidecar lists {len(meta.crcs)} blocks for {meta.length} bytes")
-        return meta
+        return meta, read.journals
+
+    def _replay(self, handle: int, meta: M, journals: list[tuple[int, bytes]]) -> None:
+        """Write a log's journals into the data file again, in log order, and sync it: after a
+        power loss the page cache's copy of them may be gone. Bytes past the chunk's length
+        (from a later write the log no longer covers) are cut by the caller."""
+        fd = os.open(self._data_path(handle, meta.gen), os.O_WRONLY)
+        try:
+            for offset, data in journals:
+                self._put_unsynced(fd, memoryview(data), offset)
+            datasync(fd)
+        finally:
+            os.close(fd)
 
     def _meta(self, handle: int) -> M:
         """The chunk's sidecar from memory, else from disk (and kept)."""
@@ -184,25 +214,56 @@ class BlockFileStore(abc.ABC, Generic[M]):
             self._sidecars.put(handle, meta)
         return meta
 
-    def _save(self, handle: int, meta: M) -> None:
+    def _save(self, handle: int, meta: M, fd: int | None = None, journal: tuple[int, memoryview] | None = None,
+              overwrote: bool = False) -> None:
         """Commit ``meta`` (changed in place) to disk, and so to memory; on failure the copy in
-        memory is dropped, as ``meta`` may hold changes the disk never got."""
+        memory is dropped, as ``meta`` may hold changes the disk never got.
+
+        ``fd``: the data file, after a write (synced, or not when ``journal`` holds its bytes);
+        ``overwrote``: the write replaced bytes the chunk had. A fresh log is started after a
+        torn tail (an append there could not be found again) and by a synced overwrite over a
+        log with journals (a replay of those could write older bytes over it; an append cannot
+        meet them, as a chunk only grows).
+        """
         sealed = seal(self.MAGIC, meta.encode())
         log = self._logs.take_log(handle)
+        path = self.layout.meta_path(handle)
+        journaled = handle in self._journaled
+        data_synced = fd is not None and journal is None
         try:
-            if handle in self._rewrite:  # after a torn tail: start a fresh log
-                self._rewrite.discard(handle)
+            if handle in self._rewrite or (journaled and data_synced and overwrote):
                 if log is not None:
                     os.close(log[0])
-                rewrite_sidecar(self.layout.meta_path(handle), sealed, self.session)
+                if (journaled or journal) and not data_synced:
+                    self._sync_data(handle, meta, fd)
+                rewrite_sidecar(path, sealed, self.session)  # a fresh log
+                self._rewrite.discard(handle)
+                self._journaled.discard(handle)
             else:
-                log = commit_sidecar(self.layout.meta_path(handle), sealed, self.session, log, keep=True)
-                if log is not None:
+                sync = (lambda: self._sync_data(handle, meta, fd)) if journaled or journal else None
+                log = commit_sidecar(path, sealed, self.session, log, keep=True,
+                                     journal=journal_record(*journal) if journal else b"", sync_data=sync)
+                if log is None:  # replaced by this record alone: no journals left
+                    self._journaled.discard(handle)
+                else:
                     self._logs.give_log(handle, log)
+                    if journal:
+                        self._journaled.add(handle)
         except BaseException:
             self._sidecars.drop(handle)
             raise
         self._sidecars.put(handle, meta)
+
+    def _sync_data(self, handle: int, meta: M, fd: int | None) -> None:
+        """Make the data file's bytes durable: before a log with journals is replaced."""
+        if fd is not None:
+            datasync(fd)
+            return
+        fd = self._open_data(handle, meta)
+        try:
+            datasync(fd)
+        finally:
+            self._files.give(handle, meta.gen, fd)
 
     def forget(self, handle: int) -> None:
         """Drop what is kept in memory of ``handle``: its next operation reads the sidecar from disk
@@ -212,8 +273,9 @@ class BlockFileStore(abc.ABC, Generic[M]):
         self._logs.close(handle)
 
     def _forget_torn(self, handle: int) -> None:
-        """The sidecar is gone or new: no torn tail to rewrite past any more."""
+        """The sidecar is gone or new: no torn tail to rewrite past, no journals in its log."""
         self._rewrite.discard(handle)
+        self._journaled.discard(handle)
 
     # -- synchronous operations (each runs whole on one executor thread) -------------
 
@@ -288,11 +350,16 @@ class BlockFileStore(abc.ABC, Generic[M]):
                 tail = self._read_blocks(fd, handle, meta, last, last)
                 buf[tail_base - base:tail_base - base + len(tail)] = tail
             buf[offset - base:end - base] = data
-            superseded = self._put_blocks(fd, handle, meta, first, buf, (start, end))
+            journal = None
+            if end - start <= self.JOURNAL_LIMIT:
+                journal = (start, memoryview(buf)[start - base:end - base])
+                self._put_unsynced(fd, journal[1], start)
+            else:
+                superseded = self._put_blocks(fd, handle, meta, first, buf, (start, end))
             new_crcs = block_crcs(buf, bs)
             meta.crcs[first:first + len(new_crcs)] = new_crcs
             meta.length = new_len
-            self._save(handle, meta)
+            self._save(handle, meta, fd, journal, overwrote=start < old_len)
         except BaseException:
             self._sidecars.drop(handle)  # ``meta`` may be half updated: the disk has the truth
             if superseded is not None:  # a rewritten data file the sidecar never adopted
@@ -361,6 +428,7 @@ class BlockFileStore(abc.ABC, Generic[M]):
         self.forget(handle)
         directory = self.layout.dir(handle)
         unlink_quiet(self.layout.meta_path(handle))  # first: the chunk is gone the moment its sidecar is
+        self._forget_torn(handle)
         try:
             names = os.listdir(directory)
         except FileNotFoundError:

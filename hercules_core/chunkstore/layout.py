@@ -19,7 +19,8 @@ from hercules_core.chunkstore.sidecar import META_SUFFIX
 
 CHUNKS_DIR = "chunks"
 FORMAT_FILE = "FORMAT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sidecar logs may hold journal records
+UPGRADABLE_FORMATS = (1,)  # read as they are; the format file is rewritten on open
 
 
 @attrs.frozen
@@ -88,4 +89,4 @@ class ChunkLayout:
         return self.parse_stem(name[:-len(self.data_suffix)])
 
 
-__all__ = ["CHUNKS_DIR", "FORMAT_FILE", "FORMAT_VERSION", "ChunkLayout"]
+__all__ = ["CHUNKS_DIR", "FORMAT_FILE", "FORMAT_VERSION", "UPGRADABLE_FORMATS", "ChunkLayout"]

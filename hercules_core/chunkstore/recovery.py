@@ -10,6 +10,9 @@ the remains of an operation the caller never saw succeed, and removing it loses 
 - data files of a generation the sidecar does not name (a compaction cut short);
 - bytes past what the sidecar accounts for (an append whose sidecar record never landed).
 
+Before that, the journals of each sidecar's log (``sidecar``) are written into its data file
+again and synced: a power loss may have taken the page cache's copy of those bytes.
+
 The same module holds ``list_chunks``, the full listing a running store answers by reading every
 sidecar from disk again.
 
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hercules_core.chunkstore.fileio import TMP_SUFFIX, fsync_dir, unlink_quiet, write_atomic
-from hercules_core.chunkstore.layout import FORMAT_VERSION
+from hercules_core.chunkstore.layout import FORMAT_VERSION, UPGRADABLE_FORMATS
 from hercules_core.errors import ChecksumMismatch, ConfigError, NotFound
 from hercules_core.plugins.types import ChunkInfo
 
@@ -58,6 +61,10 @@ def check_format(store: BlockFileStore[Any]) -> None:
         return
     except ValueError:
         raise ConfigError(f"{path} is not a Hercules chunk store format file") from None
+    if isinstance(found, dict) and found.get("format") in UPGRADABLE_FORMATS and {**found, "format": FORMAT_VERSION} == want:
+        log.info("chunk store %s: format %s upgraded to %s", store.root, found["format"], FORMAT_VERSION)
+        write_atomic(path, json.dumps(want).encode(), store.session)
+        return
     if found != want:
         raise ConfigError(f"{store.root} holds a chunk store described as {found}; "
                           f"the {store.NAME!r} store needs {want}")
@@ -84,7 +91,7 @@ def recover_dir(store: BlockFileStore[Any], directory: Path) -> int:
                 unlink_quiet(path)
             continue
         try:
-            meta = store._load(handle)
+            meta, journals = store._load_log(handle)
         except ChecksumMismatch as exc:
             sizes = [path.stat().st_size for _, path in files]
             if not any(sizes):  # no intact record over no bytes: a creation cut short
@@ -95,6 +102,8 @@ def recover_dir(store: BlockFileStore[Any], directory: Path) -> int:
             log.warning("chunk store %s: %s", store.root, exc)  # keep the evidence; reads fail loudly
             used += sum(sizes)
             continue
+        if journals and any(gen == meta.gen for gen, _ in files):
+            store._replay(handle, meta, journals)
         expected = store._expected_size(meta)
         for gen, path in files:
             if gen != meta.gen:

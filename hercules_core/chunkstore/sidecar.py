@@ -5,6 +5,13 @@ A record is ``<u32 length><4-byte store magic><u32 CRC32C of the body><body>``; 
 replace the file by its newest record past ``SIDECAR_LOG_LIMIT``, so a metadata update costs
 one sync, never a rename. Reading takes the last intact record; only a torn *tail* (an append
 cut short by a crash) is forgiven, anything else is ``ChecksumMismatch``.
+
+A small write may put its bytes in the log too: a *journal* record (magic ``JOURNAL_MAGIC``,
+body ``<u64 chunk offset><bytes>``) written with the ``ChunkMeta`` record that covers it, in
+one write and one fdatasync, while the data file's copy is left to the page cache. A journal
+record counts once a ``ChunkMeta`` record follows it; the start-up scan writes those bytes
+into the data file again (``LogRead.journals``), which is what a power loss may have cost.
+Every data byte a log's journals do not hold was fdatasync'ed before the log was replaced.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import os
 import struct
 import sys
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -21,11 +29,14 @@ import attrs
 from hercules_core.chunkstore.checksums import crc
 from hercules_core.chunkstore.fileio import datasync, pwrite_all, unlink_quiet, write_atomic
 from hercules_core.errors import ChecksumMismatch
+from hercules_core.plugins.types import Buffer
 
 META_SUFFIX = ".meta"
 SIDECAR_LOG_LIMIT = 64 << 10  # past this a sidecar is rewritten to its newest record
 
+JOURNAL_MAGIC = b"HJNL"  # a journal record: bytes written to the data file without a sync of their own
 _RECORD = struct.Struct("<I")  # length prefix of each sealed record in the log
+_JOURNAL_HEAD = struct.Struct("<Q")  # chunk offset of a journal record's bytes
 _SEAL = struct.Struct("<4sI")  # store magic, CRC32C of the body
 _META_HEAD = struct.Struct("<QQQI")  # version, length, data-file generation, block count
 _BIG_ENDIAN = sys.byteorder == "big"
@@ -53,18 +64,28 @@ def _record(sealed: bytes) -> bytes:
     return _RECORD.pack(len(sealed)) + sealed
 
 
+def journal_record(offset: int, data: Buffer) -> bytes:
+    """A journal record of ``data`` written at chunk ``offset``: ``commit_sidecar``'s ``journal``."""
+    return _record(seal(JOURNAL_MAGIC, _JOURNAL_HEAD.pack(offset) + data))
+
+
 SidecarLog = tuple[int, int]
 """A sidecar kept open between commits: its descriptor (``O_APPEND``) and its size in bytes."""
 
 
 def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None = None, *,
-                   keep: bool = False) -> SidecarLog | None:
+                   keep: bool = False, journal: bytes = b"",
+                   sync_data: Callable[[], None] | None = None) -> SidecarLog | None:
     """Make a new sidecar record durable with one fdatasync: appended to the sidecar's log while
     it is small, else the file is replaced (atomically) by just this record.
 
     With ``keep`` the log stays open and is returned, to be passed back as ``log`` by the next
     commit: an append is then one write and one fdatasync, with no stat, open or close. ``None``
     comes back when the file was replaced (a descriptor of the old file must not be written).
+
+    ``journal`` (``journal_record``s) goes in the same write, before the record. A replacement
+    drops the log's journals, so it first calls ``sync_data`` (which must make the data file's
+    bytes durable); the caller passes it whenever the log holds journals or ``journal`` is given.
 
     A crash mid-append leaves a torn last record, which ``newest_record`` skips: the chunk then
     reads with its previous metadata, and any block written since fails its CRC (never passes).
@@ -79,13 +100,16 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None =
             size = os.fstat(fd).st_size
     else:
         fd, size = log
-    if size < 0 or size + len(record) > max(SIDECAR_LOG_LIMIT, 4 * len(record)):
+    added = len(journal) + len(record)
+    if size < 0 or size + added > max(SIDECAR_LOG_LIMIT, 4 * added):
         if fd >= 0:
             os.close(fd)
+        if sync_data is not None:
+            sync_data()
         write_atomic(path, record, tag)
         return None
     try:
-        view = memoryview(record)
+        view = memoryview(journal + record if journal else record)
         while view:
             view = view[os.write(fd, view):]
         datasync(fd)
@@ -93,7 +117,7 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None =
         os.close(fd)
         raise
     if keep:
-        return fd, size + len(record)
+        return fd, size + added
     os.close(fd)
     return None
 
@@ -122,13 +146,28 @@ def create_sidecar(path: Path, sealed: bytes) -> None:
     os.close(fd)
 
 
-def newest_record(magic: bytes, raw: bytes, what: str) -> tuple[bytes, bool]:
-    """The body of a sidecar's last intact record, and whether the log ended cleanly.
+@attrs.frozen
+class LogRead:
+    """What a sidecar's log holds: the body of its last intact ``ChunkMeta`` record, whether the
+    log ended cleanly, and the journal records some ``ChunkMeta`` record follows, in log order,
+    as ``(chunk offset, bytes)``."""
+
+    body: bytes
+    clean: bool
+    journals: list[tuple[int, bytes]]
+
+
+def newest_record(magic: bytes, raw: bytes, what: str) -> LogRead:
+    """Read a sidecar's log (``LogRead``).
 
     Only a torn *tail* is forgiven; the next commit must then rewrite the file
     (``rewrite_sidecar``), since an append after a torn record could not be found again.
+    Journal records with no ``ChunkMeta`` record after them belong to a commit that never
+    finished, and are left out.
     """
     pos, body = 0, None
+    journals: list[tuple[int, bytes]] = []
+    pending: list[tuple[int, bytes]] = []
     while pos < len(raw):
         if pos + _RECORD.size > len(raw):
             break  # torn length prefix at the tail
@@ -136,16 +175,26 @@ def newest_record(magic: bytes, raw: bytes, what: str) -> tuple[bytes, bool]:
         end = pos + _RECORD.size + size
         if end > len(raw):
             break  # torn record at the tail
+        sealed = raw[pos + _RECORD.size:end]
+        is_journal = sealed[:len(JOURNAL_MAGIC)] == JOURNAL_MAGIC
         try:
-            body = unseal(magic, raw[pos + _RECORD.size:end], what)
+            found = unseal(JOURNAL_MAGIC if is_journal else magic, sealed, what)
         except ChecksumMismatch:
             if end == len(raw) and body is not None:
                 break  # the last append was cut short by a crash
             raise
+        if is_journal:
+            if len(found) < _JOURNAL_HEAD.size:
+                raise ChecksumMismatch(f"{what}: malformed journal record in the metadata sidecar")
+            pending.append((_JOURNAL_HEAD.unpack_from(found)[0], found[_JOURNAL_HEAD.size:]))
+        else:
+            body = found
+            journals += pending
+            pending.clear()
         pos = end
     if body is None:
         raise ChecksumMismatch(f"{what}: metadata sidecar is truncated")
-    return body, pos == len(raw)
+    return LogRead(body, pos == len(raw), journals)
 
 
 @attrs.define
@@ -200,12 +249,15 @@ class ChunkMeta:
 
 
 __all__ = [
+    "JOURNAL_MAGIC",
     "META_SUFFIX",
     "SIDECAR_LOG_LIMIT",
     "ChunkMeta",
+    "LogRead",
     "SidecarLog",
     "commit_sidecar",
     "create_sidecar",
+    "journal_record",
     "newest_record",
     "rewrite_sidecar",
     "seal",

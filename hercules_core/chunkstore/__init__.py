@@ -11,8 +11,8 @@ use the pieces below.
   (``block_crcs``, ``verify_blocks``);
 - ``fileio``: how bytes reach the disk (``pwrite_all``, ``pread_upto``, ``datasync``,
   ``fsync_dir``, ``unlink_quiet``, ``write_atomic``, ``replace_durably``, ``run_in_thread``);
-- ``sidecar``: the metadata format, a log of sealed ``ChunkMeta`` records (``seal``,
-  ``commit_sidecar``, ``create_sidecar``, ``newest_record``);
+- ``sidecar``: the metadata format, a log of sealed ``ChunkMeta`` records and journal records
+  (``seal``, ``commit_sidecar``, ``create_sidecar``, ``journal_record``, ``newest_record``);
 - ``layout``: where each chunk's files sit under the store's root (``ChunkLayout``);
 - ``recovery``: the start-up scan, what a crash leaves behind and what is removed, and the
   full listing (``list_chunks``), both reading every sidecar from disk;
@@ -47,7 +47,9 @@ hook; the kit's tests run the contract suite against this very example)::
         def _expected_size(self, meta):
             return meta.length
 
-Its ``open`` (``PlainStore.open``, inherited) is what a ``ChunkStoreSpec`` names.
+Its ``open`` (``PlainStore.open``, inherited) is what a ``ChunkStoreSpec`` names. A store whose
+data file holds chunk bytes as is, like this one, may also set ``JOURNAL_LIMIT`` (``fs``: 64 KiB):
+writes up to that size then cost one fdatasync, their bytes journalled in the sidecar record.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from hercules_core.chunkstore.sidecar import (
     ChunkMeta,
     commit_sidecar,
     create_sidecar,
+    journal_record,
     newest_record,
     seal,
     unseal,
@@ -92,6 +95,7 @@ __all__ = [
     "create_sidecar",
     "datasync",
     "fsync_dir",
+    "journal_record",
     "newest_record",
     "pread_upto",
     "pwrite_all",

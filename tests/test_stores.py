@@ -499,7 +499,9 @@ async def test_torn_sidecar_tail_is_skipped_and_the_log_restarts(name: str, tmp_
         await store.write(1, 0, first)
     meta = next(tmp_path.rglob("0000000000000001.meta"))
     intact = meta.read_bytes()
-    meta.write_bytes(intact + b"\x40\x00\x00\x00torn-rec")  # a record cut short by a power loss
+    end, torn = sidecar.log_end(intact), b"\x40\x00\x00\x00torn-rec"  # a record cut short by a power loss
+    assert not intact[end:].strip(b"\0")  # where the next record goes: the room written ahead, or the file's end
+    meta.write_bytes(intact[:end] + torn + intact[end + len(torn):])
     async with open_store(name, tmp_path) as store:
         assert await store.info(1) == ChunkInfo(1, 1, len(first))
         assert await store.read(1, 0, 2 * BLOCK) == first
@@ -545,6 +547,31 @@ async def test_commits_append_to_the_sidecar_kept_open_and_follow_it_when_it_is_
     async with open_store(name, tmp_path) as store:
         assert await store.info(1) == ChunkInfo(1, 1, offset)
         assert await store.read(1, 0, offset) == b"".join(pieces)
+
+@both
+async def test_commits_overwrite_room_written_ahead_so_the_sidecar_keeps_its_size(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first record that does not fit writes zeros ahead, up to the log's limit; the records
+    after it overwrite them, so their fdatasync changes no file size. Reads stop at the zeros."""
+    monkeypatch.setattr(sidecar, "SIDECAR_LOG_LIMIT", 16 << 10)
+    async with open_store(name, tmp_path) as store:
+        await store.create(1, 1)
+        await store.write(1, 0, b"first")
+        path = sidecar_path(tmp_path, 1)
+        size = path.stat().st_size
+        assert size == 16 << 10
+        for n in range(5):
+            await store.set_version(1, 2 + n)
+            assert path.stat().st_size == size
+    raw = path.read_bytes()
+    assert 0 < sidecar.log_end(raw) < size and not raw[sidecar.log_end(raw):].strip(b"\0")
+    async with open_store(name, tmp_path) as store:
+        assert await store.info(1) == ChunkInfo(1, 6, 5)
+        assert await store.read(1, 0, 5) == b"first"
+        await store.set_version(1, 9)  # a log opened afresh appends at its end, not the file's
+    async with open_store(name, tmp_path) as store:
+        assert await store.info(1) == ChunkInfo(1, 9, 5)
+
 
 # --- chunk creation: its syncs, and what a crash in the middle of it leaves -------------------
 

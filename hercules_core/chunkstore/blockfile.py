@@ -108,7 +108,7 @@ class BlockFileStore(abc.ABC, Generic[M]):
         self._max_chunk: int = max_chunk
         self._sidecars: SidecarCache[M] = SidecarCache(
             option(options, "sidecar_cache_bytes", DEFAULT_SIDECAR_CACHE_BYTES))
-        self._files = OpenFiles(option(options, "open_files", DEFAULT_OPEN_FILES))
+        self._files: OpenFiles[int] = OpenFiles(option(options, "open_files", DEFAULT_OPEN_FILES))
         self._logs = OpenLogs(self._files.limit)  # sidecars kept open, as many as data files
         self.layout = ChunkLayout(self.root, self.DATA_SUFFIX)
         self.session = secrets.token_hex(4)  # tags this session's tmp files (see ``write_atomic``)

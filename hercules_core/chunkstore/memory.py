@@ -20,6 +20,7 @@ from hercules_core.errors import ConfigError
 from hercules_core.plugins.types import SettingSpec
 
 M = TypeVar("M", bound=ChunkMeta)
+K = TypeVar("K")  # what an open file is kept with: a data file's generation, a log's end and size
 
 DEFAULT_SIDECAR_CACHE_BYTES = 32 << 20  # ~800 sidecars of full 64 MiB chunks (fs), ~270 (zstd)
 DEFAULT_OPEN_FILES = 256
@@ -129,7 +130,7 @@ class SidecarCache(Generic[M]):
             self._bytes = 0
 
 
-class OpenFiles:
+class OpenFiles(Generic[K]):
     """Open data files by handle (and generation), at most ``limit``, least recently used closed first.
 
     An operation ``take``s its chunk's descriptor out of the table and ``give``s it back when
@@ -139,12 +140,12 @@ class OpenFiles:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._lock = threading.Lock()
-        self._fds: OrderedDict[int, tuple[int, int]] = OrderedDict()  # handle -> (generation, fd)
+        self._fds: OrderedDict[int, tuple[K, int]] = OrderedDict()  # handle -> (generation, fd)
 
     def __len__(self) -> int:
         return len(self._fds)
 
-    def take(self, handle: int, gen: int) -> int | None:
+    def take(self, handle: int, gen: K) -> int | None:
         """The open descriptor of ``handle``'s data file ``gen``, now the caller's; ``None`` if none."""
         with self._lock:
             entry = self._fds.pop(handle, None)
@@ -155,7 +156,7 @@ class OpenFiles:
             return None
         return entry[1]
 
-    def give(self, handle: int, gen: int, fd: int) -> None:
+    def give(self, handle: int, gen: K, fd: int) -> None:
         """Keep ``fd`` open for the next operation on ``handle`` (closing the least recent past the limit)."""
         closing: list[int] = []
         with self._lock:
@@ -185,20 +186,22 @@ class OpenFiles:
             os.close(fd)
 
 
-class OpenLogs(OpenFiles):
-    """Sidecars kept open between commits (``commit_sidecar(keep=True)``), each with its size in
-    the slot a data file's generation takes: a commit saves the stat, open and close of its
-    sidecar. The store drops a chunk's entry wherever it drops its open data file."""
+class OpenLogs(OpenFiles[tuple[int, int]]):
+    """Sidecars kept open between commits (``commit_sidecar(keep=True)``), each with where its
+    log ends and its file's size in the slot a data file's generation takes: a commit saves the
+    stat, open, read and close of its sidecar. The store drops a chunk's entry wherever it drops
+    its open data file."""
 
     def take_log(self, handle: int) -> SidecarLog | None:
-        """The chunk's open sidecar and its size, now the caller's; ``None`` if none is kept."""
+        """The chunk's open sidecar, where its log ends and its size, now the caller's; ``None``
+        if none is kept."""
         with self._lock:
             entry = self._fds.pop(handle, None)
-        return None if entry is None else (entry[1], entry[0])
+        return None if entry is None else (entry[1], *entry[0])
 
     def give_log(self, handle: int, log: SidecarLog) -> None:
-        fd, size = log
-        self.give(handle, size, fd)
+        fd, end, size = log
+        self.give(handle, (end, size), fd)
 
 
 __all__ = ["DEFAULT_OPEN_FILES", "DEFAULT_SIDECAR_CACHE_BYTES", "SETTINGS", "OpenFiles", "OpenLogs", "SidecarCache",

@@ -3,7 +3,8 @@
 A record is ``<u32 length><4-byte store magic><u32 CRC32C of the body><body>``; the body is
 ``ChunkMeta.encode()``. Updates append a record with one fdatasync while the log is small and
 replace the file by its newest record past ``SIDECAR_LOG_LIMIT``, so a metadata update costs
-one sync, never a rename. Reading takes the last intact record; only a torn *tail* (an append
+one sync, never a rename. Room for the next records is written ahead as zeros (a zero length
+prefix ends the log), so most appends overwrite bytes the file has and change no file size. Reading takes the last intact record; only a torn *tail* (an append
 cut short by a crash) is forgiven, anything else is ``ChecksumMismatch``.
 
 A small write may put its bytes in the log too: a *journal* record (magic ``JOURNAL_MAGIC``,
@@ -69,8 +70,33 @@ def journal_record(offset: int, data: Buffer) -> bytes:
     return _record(seal(JOURNAL_MAGIC, _JOURNAL_HEAD.pack(offset) + data))
 
 
-SidecarLog = tuple[int, int]
-"""A sidecar kept open between commits: its descriptor (``O_APPEND``) and its size in bytes."""
+SidecarLog = tuple[int, int, int]
+"""A sidecar kept open between commits: its descriptor, where its log ends (the next record's
+offset) and the file's size (zeros past the end: room written ahead)."""
+
+
+def log_end(raw: bytes) -> int:
+    """Where a log's records end: at its first zero length prefix, or where the file does."""
+    pos = 0
+    while pos + _RECORD.size <= len(raw):
+        (size,) = _RECORD.unpack_from(raw, pos)
+        if not size or pos + _RECORD.size + size > len(raw):
+            break
+        pos += _RECORD.size + size
+    return pos
+
+
+def _open_log(path: Path) -> SidecarLog | None:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        return fd, log_end(os.pread(fd, size, 0)), size
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None = None, *,
@@ -78,6 +104,10 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None =
                    sync_data: Callable[[], None] | None = None) -> SidecarLog | None:
     """Make a new sidecar record durable with one fdatasync: appended to the sidecar's log while
     it is small, else the file is replaced (atomically) by just this record.
+
+    The log is written ahead with zeros up to its limit the first time a record does not fit:
+    the next records overwrite them, so their fdatasync changes no file size and, on ext4 and
+    its kind, commits no file-system journal (about half the cost of an appending one here).
 
     With ``keep`` the log stays open and is returned, to be passed back as ``log`` by the next
     commit: an append is then one write and one fdatasync, with no stat, open or close. ``None``
@@ -92,32 +122,28 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None =
     """
     record = _record(sealed)
     if log is None:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError:
-            fd, size = -1, -1
-        else:
-            size = os.fstat(fd).st_size
-    else:
-        fd, size = log
+        log = _open_log(path)
     added = len(journal) + len(record)
-    if size < 0 or size + added > max(SIDECAR_LOG_LIMIT, 4 * added):
-        if fd >= 0:
-            os.close(fd)
+    limit = max(SIDECAR_LOG_LIMIT, 4 * added)
+    if log is None or log[1] + added > limit:
+        if log is not None:
+            os.close(log[0])
         if sync_data is not None:
             sync_data()
         write_atomic(path, record, tag)
         return None
+    fd, end, size = log
+    out = journal + record if journal else record
+    if end + added > size:  # no room written ahead: make some, up to the limit
+        out += bytes(limit - end - added)
     try:
-        view = memoryview(journal + record if journal else record)
-        while view:
-            view = view[os.write(fd, view):]
+        pwrite_all(fd, out, end)
         datasync(fd)
     except BaseException:
         os.close(fd)
         raise
     if keep:
-        return fd, size + added
+        return fd, end + added, max(size, end + len(out))
     os.close(fd)
     return None
 
@@ -165,23 +191,28 @@ def newest_record(magic: bytes, raw: bytes, what: str) -> LogRead:
     Journal records with no ``ChunkMeta`` record after them belong to a commit that never
     finished, and are left out.
     """
-    pos, body = 0, None
+    pos, body, clean = 0, None, True
     journals: list[tuple[int, bytes]] = []
     pending: list[tuple[int, bytes]] = []
     while pos < len(raw):
         if pos + _RECORD.size > len(raw):
+            clean = False
             break  # torn length prefix at the tail
         (size,) = _RECORD.unpack_from(raw, pos)
+        if not size:
+            break  # the room written ahead: the log ends here
         end = pos + _RECORD.size + size
         if end > len(raw):
+            clean = False
             break  # torn record at the tail
         sealed = raw[pos + _RECORD.size:end]
         is_journal = sealed[:len(JOURNAL_MAGIC)] == JOURNAL_MAGIC
         try:
             found = unseal(JOURNAL_MAGIC if is_journal else magic, sealed, what)
         except ChecksumMismatch:
-            if end == len(raw) and body is not None:
-                break  # the last append was cut short by a crash
+            if body is not None and not raw[end:].strip(b"\0"):
+                clean = False
+                break  # the last append was cut short by a crash (only zeros after it)
             raise
         if is_journal:
             if len(found) < _JOURNAL_HEAD.size:
@@ -194,7 +225,7 @@ def newest_record(magic: bytes, raw: bytes, what: str) -> LogRead:
         pos = end
     if body is None:
         raise ChecksumMismatch(f"{what}: metadata sidecar is truncated")
-    return LogRead(body, pos == len(raw), journals)
+    return LogRead(body, clean, journals)
 
 
 @attrs.define
@@ -258,6 +289,7 @@ __all__ = [
     "commit_sidecar",
     "create_sidecar",
     "journal_record",
+    "log_end",
     "newest_record",
     "rewrite_sidecar",
     "seal",

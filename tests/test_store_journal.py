@@ -88,20 +88,27 @@ def counting_syncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 async def test_a_small_write_costs_one_datasync_and_a_large_one_two(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """fs journals writes of up to ``JOURNAL_LIMIT`` bytes: the sidecar record carries them and its
-    one fdatasync is the write's only sync. Larger writes sync the data file, then the sidecar;
-    a larger overwrite also starts a fresh log (fsync'ed, so not counted here) with no journals."""
-    small, large = payload(4096, seed=1), payload(FsChunkStore.JOURNAL_LIMIT + 1, seed=2)
+    """fs journals writes of up to ``JOURNAL_LIMIT`` bytes to a chunk holding at least as many:
+    the sidecar record carries them and its one fdatasync is the write's only sync. Writes to a
+    smaller chunk (a copy would double it) and larger writes sync the data file, then the
+    sidecar; a larger overwrite also starts a fresh log (fsync'ed, so not counted here)."""
+    limit = FsChunkStore.JOURNAL_LIMIT
+    small, large = payload(4096, seed=1), payload(limit + 1, seed=2)
     async with open_store("fs", tmp_path) as store:
         await store.create(1, 1)
         with counting_syncs(monkeypatch) as synced:
-            for n in range(5):
+            for n in range(limit // len(small)):
                 await store.write(1, n * len(small), small)
+        assert synced == ["chunk", "meta"] * (limit // len(small))
+        assert sidecar.JOURNAL_MAGIC not in sidecar_path(tmp_path, 1).read_bytes()
+        with counting_syncs(monkeypatch) as synced:
+            for n in range(5):
+                await store.write(1, limit + n * len(small), small)
         assert synced == ["meta"] * 5
         with counting_syncs(monkeypatch) as synced:
-            await store.write(1, 5 * len(small), large)
+            await store.write(1, limit + 5 * len(small), large)
         assert synced == ["chunk", "meta"]
-        assert await store.read(1, 0, 6 * len(small)) == small * 5 + large[:len(small)]
+        assert await store.read(1, limit, 6 * len(small)) == small * 5 + large[:len(small)]
         assert sidecar.JOURNAL_MAGIC in sidecar_path(tmp_path, 1).read_bytes()
         with counting_syncs(monkeypatch) as synced:
             await store.write(1, 0, large)
@@ -122,7 +129,7 @@ async def test_zstd_does_not_journal(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 async def test_journalled_appends_survive_a_power_cut_that_took_their_data(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pieces = [payload(1000 + 37 * n, seed=n) for n in range(20)]
+    pieces = [payload(FsChunkStore.JOURNAL_LIMIT, seed=99)] + [payload(1000 + 37 * n, seed=n) for n in range(20)]
     power = PowerCut(monkeypatch)
     async with open_store("fs", tmp_path) as store:
         await store.create(1, 3)
@@ -131,8 +138,8 @@ async def test_journalled_appends_survive_a_power_cut_that_took_their_data(
             await store.write(1, offset, piece)
             offset += len(piece)
     (path,) = data_files("fs", tmp_path, 1)
-    assert power.cut() == len(pieces)
-    assert path.stat().st_size == 0  # the cut took every byte the writes put in the data file
+    assert power.cut() == len(pieces) - 1  # the first one was synced
+    assert path.stat().st_size == len(pieces[0])  # the cut took every byte the later writes put there
     async with open_store("fs", tmp_path) as store:
         assert await store.info(1) == ChunkInfo(1, 3, offset)
         assert await store.read(1, 0, offset) == b"".join(pieces)
@@ -147,8 +154,10 @@ async def test_a_journal_without_its_metadata_record_is_not_replayed(tmp_path: P
         await store.create(1, 1)
         await store.write(1, 0, first)
     meta = sidecar_path(tmp_path, 1)
-    journal = sidecar.journal_record(len(first), payload(500, seed=2))
-    meta.write_bytes(meta.read_bytes() + journal + b"\x40\x00\x00\x00HFS1")  # torn after the journal
+    raw = meta.read_bytes()
+    end = sidecar.log_end(raw)
+    torn = sidecar.journal_record(0, payload(500, seed=2)) + b"\x40\x00\x00\x00HFS1"  # torn after the journal
+    meta.write_bytes(raw[:end] + torn + raw[end + len(torn):])
     async with open_store("fs", tmp_path) as store:
         assert await store.info(1) == ChunkInfo(1, 1, len(first))
         assert await store.read(1, 0, 2 * BLOCK) == first

@@ -87,10 +87,11 @@ class BlockFileStore(abc.ABC, Generic[M]):
     MAGIC: ClassVar[bytes]
     META: ClassVar[type[ChunkMeta]]
     JOURNAL_LIMIT: ClassVar[int] = 0
-    """Writes changing up to this many bytes are journalled: their bytes go into the sidecar
-    record too, one fdatasync instead of two (``_put_unsynced``). 0: never. Only for a store
-    whose data file holds chunk bytes as is, at their own offsets, since a journal is replayed
-    with ``pwrite``."""
+    """Writes changing up to this many bytes of a chunk that holds at least as many are
+    journalled: their bytes go into the sidecar record too, one fdatasync instead of two
+    (``_put_unsynced``). A smaller chunk is not, since the copy would double its disk use. 0:
+    never. Only for a store whose data file holds chunk bytes as is, at their own offsets, since
+    a journal is replayed with ``pwrite``."""
 
     def __init__(self, ctx: StoreContext) -> None:
         self.root = Path(ctx.root_dir)
@@ -351,7 +352,7 @@ class BlockFileStore(abc.ABC, Generic[M]):
                 buf[tail_base - base:tail_base - base + len(tail)] = tail
             buf[offset - base:end - base] = data
             journal = None
-            if end - start <= self.JOURNAL_LIMIT:
+            if end - start <= self.JOURNAL_LIMIT <= old_len:  # a smaller chunk: a copy would double it
                 journal = (start, memoryview(buf)[start - base:end - base])
                 self._put_unsynced(fd, journal[1], start)
             else:

@@ -105,9 +105,11 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None =
     """Make a new sidecar record durable with one fdatasync: appended to the sidecar's log while
     it is small, else the file is replaced (atomically) by just this record.
 
-    The log is written ahead with zeros up to its limit the first time a record does not fit:
-    the next records overwrite them, so their fdatasync changes no file size and, on ext4 and
-    its kind, commits no file-system journal (about half the cost of an appending one here).
+    When a record does not fit the file, zeros are written after it, as many bytes as the log
+    then holds (up to its limit): the next records overwrite them, so their fdatasync changes
+    no file size and, on ext4 and its kind, commits no file-system journal (about half the
+    cost of an appending one here). A log that grows doubles its file a few times, and a
+    sidecar never takes more than twice its records' bytes.
 
     With ``keep`` the log stays open and is returned, to be passed back as ``log`` by the next
     commit: an append is then one write and one fdatasync, with no stat, open or close. ``None``
@@ -134,8 +136,8 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None =
         return None
     fd, end, size = log
     out = journal + record if journal else record
-    if end + added > size:  # no room written ahead: make some, up to the limit
-        out += bytes(limit - end - added)
+    if end + added > size:  # no room written ahead: as much as the log then holds, up to the limit
+        out += bytes(min(limit, 2 * (end + added)) - end - added)
     try:
         pwrite_all(fd, out, end)
         datasync(fd)

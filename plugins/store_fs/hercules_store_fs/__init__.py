@@ -9,7 +9,8 @@ Layout under ``root_dir``::
 Writes go in place: touched bytes are ``pwrite``-n and fdatasync'ed, then a sidecar record
 with their checksums is committed (``chunkstore.sidecar``). A crash in between leaves old checksums over new bytes, which reads
 report as ``ChecksumMismatch`` (never as good data); appends cut short are simply invisible.
-A write of up to 64 KiB (a packed small file, a record append) is journalled instead: its bytes
+A write of up to 64 KiB (a packed small file, a record append) to a chunk that holds at least
+as much is journalled instead: its bytes
 go into the sidecar record as well, so it costs one fdatasync, not two, and the start-up scan
 writes them into the data file again.
 Everything else (layout, sidecars, locks, the start-up scan, usage) is the chunk-store kit,

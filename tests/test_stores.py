@@ -16,7 +16,7 @@ from hercules_store_fs import FsChunkStore
 from hercules_store_zstd import ZstdChunkStore
 
 from hercules_core import chunkstore
-from hercules_core.chunkstore import blockfile, fileio, sidecar
+from hercules_core.chunkstore import blockfile, commits, fileio, sidecar
 from hercules_core.chunkstore.memory import SidecarCache, sidecar_bytes
 from hercules_core.errors import ChecksumMismatch, ConfigError, Unavailable
 from hercules_core.plugins import make_plugin_manager
@@ -171,7 +171,7 @@ async def test_crash_before_metadata_on_append_keeps_the_old_chunk(
         await store.create(1, 1)
         await store.write(1, 0, old)
         with monkeypatch.context() as patch:
-            patch.setattr(blockfile, "commit_sidecar", crash)
+            patch.setattr(commits, "commit_sidecar", crash)
             with pytest.raises(SimulatedCrash):
                 await store.write(1, len(old), payload(3 * BLOCK, seed=2))
     async with open_store(name, tmp_path) as store:
@@ -200,7 +200,7 @@ async def test_crash_before_metadata_on_overwrite(
         await store.create(1, 1)
         await store.write(1, 0, old)
         with monkeypatch.context() as patch:
-            patch.setattr(blockfile, "commit_sidecar", crash)
+            patch.setattr(commits, "commit_sidecar", crash)
             with pytest.raises(SimulatedCrash):
                 await store.write(1, BLOCK + 10, payload(100, seed=2))
             with pytest.raises(SimulatedCrash):

@@ -19,6 +19,8 @@ use the pieces below.
 - ``memory``: what a store keeps between operations, decoded sidecars (``SidecarCache``), open
   data files (``OpenFiles``) and its byte total (``UsedBytes``), with the settings bounding
   them (``STORE_SETTINGS``, for a store's ``ChunkStoreSpec``);
+- ``commits``: how a change reaches a chunk's sidecar (its log kept open, journals, fresh logs,
+  the replay at start-up), the part of ``BlockFileStore`` named ``SidecarLogs``;
 - ``blockfile``: ``BlockFileStore`` itself.
 
 A minimal store, uncompressed blocks at their own offsets (``store_fs`` is this, plus its

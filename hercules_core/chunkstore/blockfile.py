@@ -26,10 +26,11 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from hercules_core.chunkstore.checksums import block_crcs
-from hercules_core.chunkstore.fileio import (TMP_SUFFIX, WouldBlock, as_byte_view, datasync, fsync_dir,
+from hercules_core.chunkstore.commits import SidecarLogs
+from hercules_core.chunkstore.fileio import (TMP_SUFFIX, WouldBlock, as_byte_view, fsync_dir,
                                             page_cache_only, pwrite_all, run_in_thread, unlink_quiet)
 from hercules_core.chunkstore.layout import ChunkLayout
 from hercules_core.chunkstore.memory import (
@@ -42,16 +43,8 @@ from hercules_core.chunkstore.memory import (
     option,
 )
 from hercules_core.chunkstore.recovery import list_chunks, startup_scan
-from hercules_core.chunkstore.sidecar import (
-    ChunkMeta,
-    commit_sidecar,
-    create_sidecar,
-    journal_record,
-    newest_record,
-    rewrite_sidecar,
-    seal,
-)
-from hercules_core.errors import ChecksumMismatch, ConfigError, InvalidArgument, NoSpace, NotFound, Unavailable
+from hercules_core.chunkstore.sidecar import ChunkMeta, create_sidecar, seal
+from hercules_core.errors import ChecksumMismatch, ConfigError, InvalidArgument, NoSpace, Unavailable
 from hercules_core.keyed_locks import KeyedLocks
 from hercules_core.plugins.types import Buffer, ChunkInfo, StoreContext, StoreUsage
 
@@ -70,7 +63,7 @@ def _check_int(name: str, value: object) -> int:
     return value
 
 
-class BlockFileStore(abc.ABC, Generic[M]):
+class BlockFileStore(SidecarLogs[M], abc.ABC):
     """A ``ChunkStore`` keeping one data file and one sidecar per chunk (see ``layout``).
 
     Each public operation takes the handle's lock and makes exactly one thread hop into a
@@ -164,120 +157,6 @@ class BlockFileStore(abc.ABC, Generic[M]):
     def _expected_size(self, meta: M) -> int:
         """Data-file bytes the sidecar accounts for; anything past it is a crashed write's."""
 
-    # -- for subclasses and the start-up scan -----------------------------------------
-
-    def _data_path(self, handle: int, gen: int) -> Path:
-        """The data file of ``handle``'s generation ``gen`` (a compaction writes ``gen + 1``)."""
-        return self.layout.data_path(handle, gen)
-
-    def _blocks_for(self, length: int) -> int:
-        return -(-length // self.block_size)
-
-    def _load(self, handle: int) -> M:
-        """The chunk's sidecar read from disk, checked; ``NotFound`` without one, ``ChecksumMismatch``
-        if damaged. Operations use ``_meta``, the copy in memory."""
-        return self._load_log(handle)[0]
-
-    def _load_log(self, handle: int) -> tuple[M, list[tuple[int, bytes]]]:
-        """``_load``, with the journals of the sidecar's log (for the start-up scan's replay)."""
-        what = f"chunk {handle}"
-        try:
-            raw = self.layout.meta_path(handle).read_bytes()
-        except FileNotFoundError:
-            raise NotFound(f"chunk {handle} is not in this store") from None
-        read = newest_record(self.MAGIC, raw, what)
-        if not read.clean:
-            self._rewrite.add(handle)
-        if read.journals:
-            self._journaled.add(handle)
-        meta: M = self.META.decode(read.body, what)  # type: ignore[assignment]
-        if len(meta.crcs) != self._blocks_for(meta.length):
-            raise ChecksumMismatch(f"{what}: sidecar lists {len(meta.crcs)} blocks for {meta.length} bytes")
-        return meta, read.journals
-
-    def _replay(self, handle: int, meta: M, journals: list[tuple[int, bytes]]) -> None:
-        """Write a log's journals into the data file again, in log order, and sync it: after a
-        power loss the page cache's copy of them may be gone. Bytes past the chunk's length
-        (from a later write the log no longer covers) are cut by the caller."""
-        fd = os.open(self._data_path(handle, meta.gen), os.O_WRONLY)
-        try:
-            for offset, data in journals:
-                self._put_unsynced(fd, memoryview(data), offset)
-            datasync(fd)
-        finally:
-            os.close(fd)
-
-    def _meta(self, handle: int) -> M:
-        """The chunk's sidecar from memory, else from disk (and kept)."""
-        meta = self._sidecars.get(handle)
-        if meta is None:
-            meta = self._load(handle)
-            self._sidecars.put(handle, meta)
-        return meta
-
-    def _save(self, handle: int, meta: M, fd: int | None = None, journal: tuple[int, memoryview] | None = None,
-              overwrote: bool = False) -> None:
-        """Commit ``meta`` (changed in place) to disk, and so to memory; on failure the copy in
-        memory is dropped, as ``meta`` may hold changes the disk never got.
-
-        ``fd``: the data file, after a write (synced, or not when ``journal`` holds its bytes);
-        ``overwrote``: the write replaced bytes the chunk had. A fresh log is started after a
-        torn tail (an append there could not be found again) and by a synced overwrite over a
-        log with journals (a replay of those could write older bytes over it; an append cannot
-        meet them, as a chunk only grows).
-        """
-        sealed = seal(self.MAGIC, meta.encode())
-        log = self._logs.take_log(handle)
-        path = self.layout.meta_path(handle)
-        journaled = handle in self._journaled
-        data_synced = fd is not None and journal is None
-        try:
-            if handle in self._rewrite or (journaled and data_synced and overwrote):
-                if log is not None:
-                    os.close(log[0])
-                if (journaled or journal) and not data_synced:
-                    self._sync_data(handle, meta, fd)
-                rewrite_sidecar(path, sealed, self.session)  # a fresh log
-                self._rewrite.discard(handle)
-                self._journaled.discard(handle)
-            else:
-                sync = (lambda: self._sync_data(handle, meta, fd)) if journaled or journal else None
-                log = commit_sidecar(path, sealed, self.session, log, keep=True,
-                                     journal=journal_record(*journal) if journal else b"", sync_data=sync)
-                if log is None:  # replaced by this record alone: no journals left
-                    self._journaled.discard(handle)
-                else:
-                    self._logs.give_log(handle, log)
-                    if journal:
-                        self._journaled.add(handle)
-        except BaseException:
-            self._sidecars.drop(handle)
-            raise
-        self._sidecars.put(handle, meta)
-
-    def _sync_data(self, handle: int, meta: M, fd: int | None) -> None:
-        """Make the data file's bytes durable: before a log with journals is replaced."""
-        if fd is not None:
-            datasync(fd)
-            return
-        fd = self._open_data(handle, meta)
-        try:
-            datasync(fd)
-        finally:
-            self._files.give(handle, meta.gen, fd)
-
-    def forget(self, handle: int) -> None:
-        """Drop what is kept in memory of ``handle``: its next operation reads the sidecar from disk
-        again, so the scrubber, which calls this before it re-reads a chunk, finds bit rot there."""
-        self._sidecars.drop(handle)
-        self._files.close(handle)
-        self._logs.close(handle)
-
-    def _forget_torn(self, handle: int) -> None:
-        """The sidecar is gone or new: no torn tail to rewrite past, no journals in its log."""
-        self._rewrite.discard(handle)
-        self._journaled.discard(handle)
-
     # -- synchronous operations (each runs whole on one executor thread) -------------
 
     def _create_sync(self, handle: int, version: int) -> None:
@@ -314,16 +193,6 @@ class BlockFileStore(abc.ABC, Generic[M]):
             raise
         self._forget_torn(handle)
         self._sidecars.put(handle, self.META(version, 0))  # type: ignore[arg-type]
-
-    def _open_data(self, handle: int, meta: M) -> int:
-        """The data file's descriptor, now the caller's: ``_files.give`` it back, or close it."""
-        fd = self._files.take(handle, meta.gen)
-        if fd is not None:
-            return fd
-        try:
-            return os.open(self._data_path(handle, meta.gen), os.O_RDWR)
-        except FileNotFoundError:
-            raise ChecksumMismatch(f"chunk {handle}: data file is missing") from None
 
     def _write_sync(self, handle: int, offset: int, data: memoryview) -> int:
         meta = self._meta(handle)

@@ -10,8 +10,9 @@ from hercules_core.plugins.types import Buffer
 BLOCK_SIZE = 64 * 1024
 
 
-def crc(data: Buffer) -> int:
-    return crc32c.crc32c(data)
+def crc(data: Buffer, value: int = 0) -> int:
+    """CRC32C of ``data``; ``value``: the CRC of bytes before it (a checksum taken in parts)."""
+    return crc32c.crc32c(data, value)
 
 
 def block_crcs(data: Buffer, block_size: int = BLOCK_SIZE) -> list[int]:

@@ -4,8 +4,9 @@ A record is ``<u32 length><4-byte store magic><u32 CRC32C of the body><body>``; 
 ``ChunkMeta.encode()``. Updates append a record with one fdatasync while the log is small and
 replace the file by its newest record past ``SIDECAR_LOG_LIMIT``, so a metadata update costs
 one sync, never a rename. Room for the next records is written ahead as zeros (a zero length
-prefix ends the log), so most appends overwrite bytes the file has and change no file size. Reading takes the last intact record; only a torn *tail* (an append
-cut short by a crash) is forgiven, anything else is ``ChecksumMismatch``.
+prefix ends the log), so most appends overwrite bytes the file has and change no file size.
+Reading takes the last intact record; only a torn *tail* (an append cut short by a crash) is
+forgiven, anything else is ``ChecksumMismatch``.
 
 A small write may put its bytes in the log too: a *journal* record (magic ``JOURNAL_MAGIC``,
 body ``<u64 chunk offset><bytes>``) written with the ``ChunkMeta`` record that covers it, in
@@ -66,8 +67,12 @@ def _record(sealed: bytes) -> bytes:
 
 
 def journal_record(offset: int, data: Buffer) -> bytes:
-    """A journal record of ``data`` written at chunk ``offset``: ``commit_sidecar``'s ``journal``."""
-    return _record(seal(JOURNAL_MAGIC, _JOURNAL_HEAD.pack(offset) + data))
+    """A journal record of ``data`` written at chunk ``offset``: ``commit_sidecar``'s ``journal``.
+    Framed as ``_record(seal(JOURNAL_MAGIC, head + data))``, with ``data`` copied once."""
+    head = _JOURNAL_HEAD.pack(offset)
+    view = memoryview(data)
+    return b"".join((_RECORD.pack(_SEAL.size + len(head) + view.nbytes),
+                     _SEAL.pack(JOURNAL_MAGIC, crc(view, crc(head))), head, view))
 
 
 SidecarLog = tuple[int, int, int]
@@ -135,9 +140,10 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None =
         write_atomic(path, record, tag)
         return None
     fd, end, size = log
-    out = journal + record if journal else record
+    room = 0
     if end + added > size:  # no room written ahead: as much as the log then holds, up to the limit
-        out += bytes(min(limit, 2 * (end + added)) - end - added)
+        room = min(limit, 2 * (end + added)) - end - added
+    out = b"".join((journal, record, bytes(room))) if journal or room else record  # one copy
     try:
         pwrite_all(fd, out, end)
         datasync(fd)

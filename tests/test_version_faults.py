@@ -38,6 +38,14 @@ async def _wait_lease_gone(client: Client, handle: int, timeout: float) -> m.Chu
         await asyncio.sleep(0.2)
 
 
+async def _file_without_lease(client: Client, timeout: float) -> tuple[m.FileInfo, int, m.ChunkLocation]:
+    """``/f``, one chunk of its own, once the lease its upload took has run out."""
+    await client.upload("/f", random.randbytes(64 * KiB))
+    info = await client.stat("/f")
+    handle = (await file_handles(client, "/f"))[0]
+    return info, handle, await _wait_lease_gone(client, handle, timeout)
+
+
 async def _secondary_to_be(client: Client, loc: m.ChunkLocation) -> str:
     """A replica the next lease grant will not make primary (the master picks the lowest server id)."""
     ids = {s.address: s.server_id for s in (await client.cluster()).chunkservers}
@@ -153,10 +161,7 @@ def test_a_lease_the_master_hands_out_is_honoured_by_the_primary_after_a_slow_re
         async def scenario() -> None:
             client = await connect(c.master_addr)
             try:
-                await client.upload("/f", random.randbytes(64 * KiB))
-                info = await client.stat("/f")
-                handle = (await file_handles(client, "/f"))[0]
-                before = await _wait_lease_gone(client, handle, 20)
+                info, handle, before = await _file_without_lease(client, 20)
                 slow = await _secondary_to_be(client, before)
                 proc = c.procs[f"chunk{_index(c, slow) + 1}"]
                 proc.signal(signal.SIGSTOP)  # slower than the lease to take the next version
@@ -176,6 +181,34 @@ def test_a_lease_the_master_hands_out_is_honoured_by_the_primary_after_a_slow_re
                 finally:
                     proc.signal(signal.SIGCONT)
                 assert not refused, refused[:3]
+            finally:
+                await client.close()
+
+        run(scenario())
+
+
+def test_the_first_write_of_a_lease_succeeds_on_every_replica_while_the_master_restarts(tmp_path: Path) -> None:
+    """Secondaries confirm a new lease's token with the master on its first mutation. A master
+    restarting just then must delay that mutation, not fail it after the primary applied it: a
+    failed write leaves the replicas apart, and a record append's retry lands a duplicate."""
+    settings = {**GFS, "HERCULES_LEASE_SECONDS": "8", "HERCULES_PACK_THRESHOLD": "0"}
+    with LocalCluster(tmp_path, settings=settings) as c:
+        async def scenario() -> None:
+            client = await connect(c.master_addr)
+            try:
+                info, handle, _ = await _file_without_lease(client, 30)
+                loc = await client._master(m.GetChunk(info.file_id, 0, for_write=True))  # a new version
+                c.procs["master"].proc.kill()
+                c.procs["master"].proc.wait()
+                restart = asyncio.get_running_loop().run_in_executor(None, lambda: (time.sleep(0.5), c.start_master()))
+                data = random.randbytes(4 * KiB)
+                data_id = await client._push(loc, data)
+                await client.pool.call(loc.primary, m.WriteChunk(
+                    loc.handle, loc.version, 1000, data_id, [r for r in loc.replicas if r != loc.primary]))
+                await restart
+                for replica in loc.replicas:
+                    _, got = await client.pool.call(replica, m.ReadChunk(handle, loc.version, 1000, len(data)))
+                    assert bytes(got) == data, f"{replica} lacks the acknowledged write"
             finally:
                 await client.close()
 

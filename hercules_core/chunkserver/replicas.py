@@ -17,6 +17,7 @@ import attrs
 from hercules_core import messages as m
 from hercules_core.chunkserver.appends import PendingAppend
 from hercules_core.chunkstore.fileio import write_atomic
+from hercules_core.client.retry import RetryPolicy
 from hercules_core.config import Config
 from hercules_core.errors import ChecksumMismatch, HerculesError, NotFound, NotPrimary, StaleVersion, Unavailable
 from hercules_core.master.lease_tokens import digest
@@ -26,7 +27,12 @@ from hercules_core.rpc import ConnectionPool
 log = logging.getLogger(__name__)
 COPY_PIECE = 4 << 20  # re-replication, copy-on-write and the scrubber move chunks in pieces of this size
 REPORT_TIMEOUT = 3.0  # a corrupt replica's report to the master; the error that found it waits for it
+# How long a secondary keeps asking an unreachable master about a lease token, and how long one
+# question may take: a master restart (a second or two) then fails no mutation, and the answer
+# still reaches the primary within its peer timeout (at least 5 s).
+LEASE_CHECK_FOR, LEASE_CHECK_TIMEOUT = 3.0, 1.5
 T = TypeVar("T")
+LEASE_CHECK = RetryPolicy(LEASE_CHECK_FOR, first_delay=0.05, max_delay=0.5)
 
 @attrs.define
 class ChunkState:
@@ -158,9 +164,17 @@ class Replicas:
         seen = digest(token)
         if state.trusted == seen:
             return
-        try:
+
+        async def ask() -> None:
             await self.pool.call(self.config.master_addr, m.CheckLease(handle, version, token),
-                                 timeout=REPORT_TIMEOUT)
+                                 timeout=LEASE_CHECK_TIMEOUT)
+
+        def give_up(exc: Exception) -> Exception:
+            return Unavailable(f"cannot confirm the lease on chunk {handle} at version {version} "
+                               f"with the master: {exc}")
+
+        try:  # the primary applied the mutation already: a failure here leaves replicas apart
+            await LEASE_CHECK.run(ask, give_up=give_up)
         except NotPrimary:
             raise NotPrimary(f"a mutation of chunk {handle} came to {self.address} without the lease "
                              f"the master granted at version {version}") from None

@@ -11,8 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+from math import inf
 from pathlib import Path
 
+import attrs
 import pytest
 
 from hercules_core.client import Client, connect
@@ -24,11 +26,52 @@ from tests.helpers import GFS, MiB, Http, file_handles, replica_contents, sha256
 RECOVERY = {**GFS, "HERCULES_LEASE_SECONDS": "1.5"}
 
 
+@attrs.define
+class Content:
+    """What a file may hold: its bytes, which of them a failed mutation left unknown, and where
+    past its end a failed one may have put bytes (docs/consistency.md: a failed write's range is
+    inconsistent until rewritten; a record append is at least once, interspersed with padding and
+    duplicates). Everything else must read back exactly: acknowledged bytes, and zeros in holes."""
+
+    data: bytearray = attrs.field(factory=bytearray)
+    unknown: bytearray = attrs.field(factory=bytearray)  # 1 where any byte is allowed
+    beyond: list[tuple[int, float]] = attrs.field(factory=list)  # failed ranges past the end
+
+    def grow(self, size: int) -> None:
+        """Up to ``size`` bytes: zeros, or unknown where a failed mutation may have left some."""
+        for p in range(len(self.data), size):
+            self.unknown.append(any(a <= p < b for a, b in self.beyond))
+        self.data.extend(bytes(size - len(self.data)))
+
+    def wrote(self, offset: int, piece: bytes) -> None:
+        """An acknowledged write or append: defined bytes, however unknown they were."""
+        self.grow(max(len(self.data), offset + len(piece)))
+        self.data[offset:offset + len(piece)] = piece
+        self.unknown[offset:offset + len(piece)] = bytes(len(piece))
+
+    def failed(self, start: int, end: float) -> None:
+        """A failed mutation may have applied in ``start..end`` (on some replicas only)."""
+        within = min(end, len(self.data))
+        self.unknown[start:int(within)] = b"\1" * max(0, int(within) - start)
+        if end > len(self.data):
+            self.beyond.append((max(start, len(self.data)), end))
+
+    def could_end_at(self, size: int) -> bool:
+        """A failed write's or append's new size may have been recorded before its answer was lost."""
+        return size == len(self.data) or (size > len(self.data) and any(b >= size for _, b in self.beyond))
+
+    def difference(self, got: bytes) -> str | None:
+        for i in range(len(got)):
+            if not self.unknown[i] and self.data[i] != got[i]:
+                return f"byte {i} is {got[i]}, expected {self.data[i]}"
+        return None
+
+
 class Model:
     """What the client was told: every acknowledged mutation, and the paths whose fate is unknown."""
 
     def __init__(self) -> None:
-        self.files: dict[str, bytearray] = {}
+        self.files: dict[str, Content] = {}
         self.dirs: set[str] = {"/"}
         self.uncertain: list[tuple[str, tuple]] = []
 
@@ -55,23 +98,25 @@ async def _step(client: Client, model: Model, rng: random.Random, n: int) -> Non
         except BaseException:
             model.uncertain.append(("create", (path,)))
             raise
-        model.files[path] = bytearray()
+        model.files[path] = Content()
     elif kind in ("write", "append"):
         path = rng.choice(files)
+        content = model.files[path]
         data = rng.randbytes(rng.randrange(1, 3000))
+        end = len(content.data)
         try:
             if kind == "write":
-                offset = rng.randrange(0, len(model.files[path]) + 2000)
+                offset = rng.randrange(0, end + 2000)
                 await client.write(path, offset, data)
             else:
                 offset = await client.append(path, data)
+                content.failed(end, offset)  # tries that failed within the call, before the record
         except BaseException:
+            # a write may have applied in its range, an append anywhere past the end
+            content.failed(*((offset, offset + len(data)) if kind == "write" else (end, inf)))
             model.uncertain.append(("data", (path,)))
             raise
-        content = model.files[path]
-        if len(content) < offset + len(data):
-            content.extend(bytes(offset + len(data) - len(content)))
-        content[offset:offset + len(data)] = data
+        content.wrote(offset, data)
     elif kind == "rename":
         source = rng.choice(files)
         target = f"{source.rsplit('/', 1)[0]}/r{n}"
@@ -106,7 +151,7 @@ async def _verify(client: Client, model: Model) -> None:
     for kind, args in list(model.uncertain):
         if kind == "create":
             if await _exists(client, args[0]):
-                model.files.setdefault(args[0], bytearray())
+                model.files.setdefault(args[0], Content())
         elif kind == "rename":
             source, target = args
             there = await _exists(client, source), await _exists(client, target)
@@ -118,17 +163,18 @@ async def _verify(client: Client, model: Model) -> None:
             model.files.pop(args[0], None)
     for kind, args in model.uncertain:
         if kind == "data" and args[0] in model.files:
-            # A failed write leaves its range undefined (GFS); what was acknowledged before is
-            # checked below up to the failure, then the model takes the file as it now is.
-            content = await client.read(args[0])
-            model.files[args[0]] = bytearray(content)
+            # A failed write's or append's new size may have been recorded: the file is that long now
+            content, size = model.files[args[0]], (await client.stat(args[0])).size
+            assert content.could_end_at(size), (args[0], size, len(content.data), content.beyond)
+            content.grow(size)
     model.uncertain.clear()
     for d in model.dirs:
         assert (await client.stat(d)).is_dir, d
     for path, content in model.files.items():
         info = await client.stat(path)
-        assert info.size == len(content), (path, info.size, len(content))
-        assert await client.read(path) == bytes(content), f"{path}: content differs after restart"
+        assert info.size == len(content.data), (path, info.size, len(content.data))
+        difference = content.difference(await client.read(path))
+        assert difference is None, f"{path}: content differs after restart: {difference}"
 
 
 def test_master_killed_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> None:

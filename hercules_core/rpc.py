@@ -136,7 +136,8 @@ class RpcConnection:
         finally:
             if timer is not None:
                 timer.cancel()
-            self._pending.pop(request_id, None)
+            if self._pending.pop(request_id, None) is None and fut.done() and not fut.cancelled():
+                fut.exception()  # failed while the request was still being written: already raised
         reply = codec.decode(frame.meta)
         if isinstance(reply, ErrorReply):
             raise HerculesError.from_code(reply.code, reply.message)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -322,5 +323,39 @@ def test_a_response_frame_sent_to_a_server_closes_only_that_connection(run: Call
                 await asyncio.wait_for(bad.read_frame(), GUARD)
             assert await good.call(m.Ping(), b"still", timeout=GUARD) == (m.Pong("test"), b"still")
             good.close()
+
+    run(main())
+
+
+def test_a_connection_lost_while_a_request_is_written_leaves_no_unretrieved_error(run: Callable[..., Any]) -> None:
+    """The read side may fail the call's future while its request is still being written; the
+    call raises the write's error, and the future's must not surface later as an event-loop error."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[str] = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+        accepted: asyncio.Future[asyncio.StreamWriter] = loop.create_future()
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set_result(writer)  # reads nothing: the client's write stalls on a full buffer
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            conn = RpcConnection(await tcp.connect(Address("127.0.0.1", port), LIMITS))
+            call = asyncio.ensure_future(conn.call(m.Ping(), bytes(32 << 20), timeout=GUARD))
+            writer = await asyncio.wait_for(accepted, GUARD)
+            await asyncio.sleep(0.2)
+            writer.transport.abort()
+            with pytest.raises(Unavailable):
+                await asyncio.wait_for(call, GUARD)
+            del call
+            conn.close()
+            await asyncio.sleep(0.05)
+            gc.collect()
+            await asyncio.sleep(0)
+        finally:
+            server.close()
+        assert not [r for r in reported if "never retrieved" in r], reported
 
     run(main())

@@ -122,6 +122,7 @@ class RpcConnection:
         fut: asyncio.Future[Frame] = self._loop.create_future()
         self._pending[request_id] = fut
         timer: asyncio.TimerHandle | None = None
+        frame: Frame | None = None
         try:
             await self._conn.write_frame(Frame(Kind.REQUEST, request_id, codec.encode(msg), data))
             if timeout is not None:  # a timer handle, not wait_for: no extra task or future per call
@@ -136,8 +137,10 @@ class RpcConnection:
         finally:
             if timer is not None:
                 timer.cancel()
-            if self._pending.pop(request_id, None) is None and fut.done() and not fut.cancelled():
-                fut.exception()  # failed while the request was still being written: already raised
+            self._pending.pop(request_id, None)
+            if frame is None and fut.done() and not fut.cancelled():
+                fut.exception()  # failed (by ``_fail``) while the request was still being written
+        assert frame is not None  # else the try raised
         reply = codec.decode(frame.meta)
         if isinstance(reply, ErrorReply):
             raise HerculesError.from_code(reply.code, reply.message)

@@ -119,8 +119,7 @@ class SidecarLogs(Generic[M]):
                 if (journaled or journal) and not data_synced:
                     self._sync_data(handle, meta, fd)
                 rewrite_sidecar(path, sealed, self.session)  # a fresh log
-                self._rewrite.discard(handle)
-                self._journaled.discard(handle)
+                self._forget_torn(handle)
             else:
                 sync = (lambda: self._sync_data(handle, meta, fd)) if journaled or journal else None
                 log = commit_sidecar(path, sealed, self.session, log, keep=True,

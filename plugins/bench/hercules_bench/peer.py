@@ -2,10 +2,14 @@
 
 Both systems get the same client (the bench's aiohttp ``Gateway``, one subclass per API), the
 same payloads, the same concurrency, the same replication (3 copies) and the same machine, in
-one run. Each round runs one system then the other, and which goes first swaps every round, so
-neither always finds the machine as the other left it (page cache, disk queue) nor always runs
-in the busier half of a run. Each figure is the median over the rounds; every read is verified
-as in the main workloads (length and CRC32C).
+one run. Each round runs every side once, and the order rotates every round, so no side always
+finds the machine as another left it (page cache, disk queue) nor always runs in the busier part
+of a run. Each figure is the median over the rounds; every read is verified as in the main
+workloads (length and CRC32C).
+
+A third side, the floor (``peer_floor``: an in-memory server as cheap as Python can serve HTTP),
+shows in the same run the most any server could reach with this client on this machine: the
+client's own CPU caps every side, and a target above the floor is out of reach for any server.
 """
 
 from __future__ import annotations
@@ -53,9 +57,10 @@ FIGURES = (Figure("large", "upload", "MB/s", ("write", "MBps")), Figure("large",
 class Side:
     """One system under test: how to open its HTTP API, and its processes (for the CPU figures)."""
 
-    name: str  # "hercules" or the peer's name
+    name: str  # "hercules", the peer's name or "floor"
     gateway: Callable[[int, float], Gateway]  # (connections, timeout) -> a fresh Gateway
     pids: dict[str, int]
+    drop_after: bool = False  # files kept in memory: a round's are deleted after it, so rounds do not add up
 
 
 RoundFn = Callable[[BenchContext, Side, str], Awaitable[dict[str, Any]]]  # one round of a workload on a side
@@ -116,6 +121,8 @@ async def files_round(ctx: BenchContext, side: Side, tag: str, label: str, files
     try:
         entry = await _write_read(attrs.evolve(ctx, pids=side.pids), f"peer_{side.name}_{label}_{tag}", side.name,
                                   files, len(files), concurrency, put, get)
+        if side.drop_after:  # after the measured phases
+            await gw.delete(base, recursive=True)
     finally:
         await gw.close()
     return entry
@@ -144,7 +151,7 @@ async def compare(ctx: BenchContext, sides: list[Side], rounds: int, log: Callab
                 out["skipped"][workload] = f"time limit reached after {r} of {rounds} rounds"
                 log(f"peer {workload}: the run's time limit is reached after {r} rounds")
                 break
-            for side in (sides if r % 2 == 0 else sides[::-1]):
+            for side in sides[r % len(sides):] + sides[:r % len(sides)]:  # each side leads in turn
                 log(f"peer {workload}, round {r + 1}/{rounds}: {side.name}")
                 entry = await run(ctx, side, f"r{r + 1}")
                 per_side[side.name].append({"round": r + 1, **entry})
@@ -159,24 +166,31 @@ def _files(label: str, files: list[bytes], crcs: list[int], concurrency: int) ->
     return lambda ctx, side, tag: files_round(ctx, side, tag, label, files, crcs, concurrency)
 
 
-def summarize(ctx: BenchContext, workloads: dict[str, dict[str, list[dict[str, Any]]]], names: tuple[str, str]
-              ) -> list[dict[str, Any]]:
-    """One row per figure: each side's per-round values and median, and the ratio of the medians."""
+def summarize(ctx: BenchContext, workloads: dict[str, dict[str, list[dict[str, Any]]]], ours: str, peer: str,
+              floor: str | None = None) -> list[dict[str, Any]]:
+    """One row per figure: each side's per-round values and median, ``ratio`` ours/peer and, with
+    a floor, ``floor_ratio`` floor/peer: the most any server reached with this client in this run,
+    as a multiple of the peer."""
     rows = []
     title = titles(ctx)
-    ours, peer = names
     for fig in FIGURES:
-        per_side = workloads.get(fig.workload)
-        if not per_side or not per_side.get(ours) or not per_side.get(peer):
+        per_side = workloads.get(fig.workload) or {}
+        if not per_side.get(ours) or not per_side.get(peer):
             continue
         row: dict[str, Any] = {"workload": fig.workload, "title": title[fig.workload], "metric": fig.metric,
                                "unit": fig.unit}
-        for name in names:
+        for name in (n for n in (ours, peer, floor) if n and per_side.get(n)):
             values = [float(e[fig.path[0]][fig.path[1]]) for e in per_side[name]]
             row[name] = {"median": round(statistics.median(values), 1), "rounds": values}
-        row["ratio"] = round(row[ours]["median"] / row[peer]["median"], 3) if row[peer]["median"] > 0 else None
+        row["ratio"] = _ratio(row, ours, peer)
+        if floor in row:
+            row["floor_ratio"] = _ratio(row, floor, peer)
         rows.append(row)
     return rows
+
+
+def _ratio(row: dict[str, Any], top: str, bottom: str) -> float | None:
+    return round(row[top]["median"] / row[bottom]["median"], 3) if row[bottom]["median"] > 0 else None
 
 
 async def run_peer(ctx: BenchContext, hercules_url: str, hercules_pids: dict[str, int], root: Path,
@@ -185,15 +199,18 @@ async def run_peer(ctx: BenchContext, hercules_url: str, hercules_pids: dict[str
 
     A failed read raises ``VerificationError`` (the peer's processes are stopped first).
     """
+    from hercules_bench.peer_floor import FloorServer
     from hercules_bench.peer_seaweedfs import SeaweedCluster, SeaweedGateway
 
     o = ctx.options
     cluster = SeaweedCluster(root, volumes=o.chunkservers)
+    floor = FloorServer(root / "floor") if o.peer_floor else None
     log(f"starting SeaweedFS {cluster.version} ({cluster.weed}): master (replication 002, telemetry off), "
-        f"{o.chunkservers} volume servers, filer, in {root}")
+        f"{o.chunkservers} volume servers, filer, in {root}" + (", and the in-memory floor server" if floor else ""))
+    names = ["hercules", "seaweedfs"] + (["floor"] if floor else [])
     section: dict[str, Any] = {"system": "seaweedfs", "rounds": o.peer_rounds, "replication": REPLICATION,
                                "peer_fsync": o.peer_fsync,
-                               "order": "alternating: hercules first in odd rounds, seaweedfs first in even ones"}
+                               "order": f"rotating: {', '.join(names)} in round 1, each round starting one side later"}
     plain = attrs.evolve(ctx, profiler=None)  # py-spy cannot read Go processes; the comparison runs unprofiled
     try:
         await asyncio.to_thread(cluster.start)
@@ -203,13 +220,20 @@ async def run_peer(ctx: BenchContext, hercules_url: str, hercules_pids: dict[str
                  Side("seaweedfs", lambda n, t: SeaweedGateway(cluster.filer_url, connections=n, timeout=t,
                                                        fsync=o.peer_fsync),
                       cluster.pids)]
+        if floor is not None:
+            floor_url = (await asyncio.to_thread(floor.start)).url
+            section["floor"] = {**floor.describe(), "pid": floor.pids["floor"]}
+            sides.append(Side("floor", lambda n, t: Gateway(floor_url, connections=n, timeout=t), floor.pids,
+                              drop_after=True))
         result = await compare(plain, sides, o.peer_rounds, log)
         section["copies_per_volume"] = await asyncio.to_thread(cluster.volume_copies)
     finally:
+        if floor is not None:
+            await asyncio.to_thread(floor.stop)
         await asyncio.to_thread(cluster.stop)
-        section["left_running"] = cluster.running()
+        section["left_running"] = cluster.running() + (floor.running() if floor else [])
     section.update(workloads=result["workloads"], skipped=result["skipped"],
-                   rows=summarize(ctx, result["workloads"], ("hercules", "seaweedfs")))
+                   rows=summarize(ctx, result["workloads"], "hercules", "seaweedfs", "floor" if floor else None))
     copies = set(section["copies_per_volume"].values())
     if copies and copies != {REPLICATION}:
         raise VerificationError(f"SeaweedFS kept {sorted(copies)} copies of its volumes, not {REPLICATION}")
@@ -237,18 +261,30 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
+def _times(ratio: float | None) -> str:
+    return f"{ratio:.2f}" if ratio is not None else ""
+
+
 def peer_table(section: dict[str, Any]) -> str:
-    """workload | metric | Hercules median | SeaweedFS median | ratio | per-round values."""
-    headers = ["workload", "metric", "Hercules", "SeaweedFS", "unit", "ratio H/S", "Hercules rounds",
-               "SeaweedFS rounds"]
+    """workload | metric | Hercules | SeaweedFS | unit | H/S | floor | floor/S | per-round values.
+
+    The floor columns are left out when the floor did not run (``--no-peer-floor``)."""
+    rows = section.get("rows", [])
+    with_floor = any("floor" in row for row in rows)
+    headers = ["workload", "metric", "Hercules", "SeaweedFS", "unit", "ratio H/S",
+               *(["floor", "floor/S"] if with_floor else []), "Hercules rounds", "SeaweedFS rounds"]
     lines = []
-    for row in section.get("rows", []):
+    for row in rows:
         h, s = row["hercules"], row["seaweedfs"]
-        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else ""
-        lines.append([row["title"], row["metric"], _num(h["median"]), _num(s["median"]), row["unit"], ratio,
+        floor = [_num(row["floor"]["median"]), _times(row["floor_ratio"])] if "floor" in row else ["", ""]
+        lines.append([row["title"], row["metric"], _num(h["median"]), _num(s["median"]), row["unit"],
+                      _times(row["ratio"]), *(floor if with_floor else []),
                       " ".join(_num(v) for v in h["rounds"]), " ".join(_num(v) for v in s["rounds"])])
     setup = section.get("setup", {})
     sync = "each write fsynced" if section.get("peer_fsync") else "writes not fsynced, its default"
     head = (f"Hercules against SeaweedFS {setup.get('version', '?')} (filer HTTP API, replication 002, {sync}), "
             f"medians of {section.get('rounds')} rounds, same aiohttp client, every read verified")
-    return head + "\n" + render_table(headers, lines, right={2, 3, 5})
+    if with_floor:
+        head += ("\nfloor: an in-memory server (uvloop + httptools), the most any server could reach with this "
+                 "client here; floor/S: that as a multiple of SeaweedFS")
+    return head + "\n" + render_table(headers, lines, right={2, 3, 5, 6, 7} if with_floor else {2, 3, 5})

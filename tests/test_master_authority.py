@@ -63,7 +63,8 @@ async def test_every_master_message_has_a_handler(service: MasterService) -> Non
     expected = {m.Ping, m.Mkdir, m.Create, m.Stat, m.ListDir, m.Rename, m.BeginUpload, m.PublishUpload,
                 m.AbortUpload, m.Delete, m.Undelete, m.ListTrash, m.PurgeTrash, m.Snapshot, m.GetChunk, m.Locate,
                 m.LastChunk, m.FindChunk, m.ExtendSize, m.ReportBadReplica, m.ClusterStatus, m.Register,
-                m.Heartbeat, m.CheckLease, m.Compose, m.PublishPacked, m.OpenPack, m.CompactPacks}
+                m.Heartbeat, m.CheckLease, m.Compose, m.PublishPacked, m.PublishPackedBatch, m.OpenPack,
+                m.CompactPacks}
     assert routed == expected
     Maintenance(service.authority)  # background work is built on the authority alone
 

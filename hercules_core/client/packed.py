@@ -21,6 +21,7 @@ from hercules_core.chunkstore.checksums import crc
 from hercules_core.client.appends import append_record
 from hercules_core.client.namespace import request_id
 from hercules_core.client.pieces import UploadSource, rechunk
+from hercules_core.client.publishing import PublishQueue
 from hercules_core.client.retry import RetryPolicy
 from hercules_core.errors import ChecksumMismatch, ChunkFull, NotFound, StaleVersion, Unavailable
 from hercules_core.plugins.types import Buffer
@@ -151,6 +152,7 @@ class PackedFiles:
     pack_lanes = 1  # the master's too: open packs appends spread over
     replication = 0  # the master's default: packs have it, so only such files are packed
     _appender: PackAppender | None = None
+    _publisher: PublishQueue | None = None
     _extents: collections.OrderedDict[int, tuple[m.PackedExtent, m.ChunkLocation]]
 
     def _packs(self: Client) -> PackAppender:
@@ -161,6 +163,11 @@ class PackedFiles:
             self._appender = PackAppender(self.pool, open_pack, self.chunk_size, self.pack_lanes, self.data_policy)
         return self._appender
 
+    def _publishes(self: Client) -> PublishQueue:
+        if self._publisher is None:
+            self._publisher = PublishQueue(self._master)
+        return self._publisher
+
     def _packable(self: Client, size: int | None, replication: int | None) -> bool:
         return (0 < (size or 0) <= self.pack_threshold
                 and replication in (None, 0, self.replication))
@@ -169,8 +176,8 @@ class PackedFiles:
         for _ in range(PUBLISH_TRIES):
             extent = await self._packs().append(data)
             try:
-                return await self._master(m.PublishPacked(path, extent.handle, extent.offset, extent.length,
-                                                          extent.crc, overwrite, request_id()))
+                return await self._publishes().publish(m.PublishPacked(
+                    path, extent.handle, extent.offset, extent.length, extent.crc, overwrite, request_id()))
             except NotFound:  # the pack was compacted away between the append and the publish
                 self._packs().forget()
         raise Unavailable(f"{path}: the pack went away {PUBLISH_TRIES} times in a row")

@@ -25,6 +25,7 @@ from hercules_core.rpc import CallContext, Handler
 
 log = logging.getLogger(__name__)
 COMPACT_EVERY = 60.0  # seconds between automatic compaction rounds
+PUBLISH_BATCH_MAX = 256  # items of one PublishPackedBatch
 
 
 class Packs(AuthorityPart):
@@ -37,7 +38,8 @@ class Packs(AuthorityPart):
                                       RetryPolicy(45.0, max_delay=2.0, retryable=DATA_RETRYABLE))
 
     def handlers(self) -> dict[type, Handler]:
-        return {m.OpenPack: self.open_pack, m.PublishPacked: self.publish, m.CompactPacks: self.compact_packs}
+        return {m.OpenPack: self.open_pack, m.PublishPacked: self.publish,
+                m.PublishPackedBatch: self.publish_batch, m.CompactPacks: self.compact_packs}
 
     async def target(self, full: int = 0, lane: int = 0) -> m.ChunkLocation:
         """The location of ``lane``'s open pack with a live lease; ``full`` (a pack an append found
@@ -75,6 +77,26 @@ class Packs(AuthorityPart):
                                                       request_id=msg.request_id)
         self.cluster.forget(freed.handles)
         return info
+
+    async def publish_batch(self, msg: m.PublishPackedBatch, data: memoryview, ctx: CallContext) -> m.PackedPublished:
+        """Every item published as by ``publish``, all at once: the store's group commit runs them
+        in one transaction, each in its own savepoint, so one item's error is its own."""
+        if not 0 < len(msg.items) <= PUBLISH_BATCH_MAX:
+            raise InvalidArgument(f"a batch publishes 1 to {PUBLISH_BATCH_MAX} files, not {len(msg.items)}")
+        outcomes = await asyncio.gather(*(self.publish(item, data, ctx) for item in msg.items),
+                                        return_exceptions=True)
+        files: list[m.FileInfo | None] = []
+        errors: list[m.ErrorReply | None] = []
+        for outcome in outcomes:
+            if isinstance(outcome, HerculesError):
+                files.append(None)
+                errors.append(m.ErrorReply(outcome.code, outcome.message))
+            elif isinstance(outcome, BaseException):
+                raise outcome  # not a refusal of one item: the call fails as a whole
+            else:
+                files.append(outcome)
+                errors.append(None)
+        return m.PackedPublished(files, errors)
 
     # -- compaction ------------------------------------------------------------------------------
 

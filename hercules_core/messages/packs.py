@@ -3,10 +3,11 @@ client appends small files to, publishing one as an extent of it, and compaction
 
 from __future__ import annotations
 
-from hercules_core.messages.master import ChunkLocation
+from hercules_core.messages.master import ChunkLocation, ErrorReply, FileInfo
 from hercules_core.messages.registry import message
 
-__all__ = ["OpenPack", "PackTarget", "PublishPacked", "CompactPacks", "PacksCompacted"]
+__all__ = ["OpenPack", "PackTarget", "PublishPacked", "PublishPackedBatch", "PackedPublished", "CompactPacks",
+           "PacksCompacted"]
 
 
 @message("openpack")
@@ -35,6 +36,23 @@ class PublishPacked:
     crc: int
     overwrite: bool = False
     request_id: str = ""
+
+
+@message("pubpackedbatch")
+class PublishPackedBatch:
+    """Several ``PublishPacked`` in one call: a client's publishes that queued while its last one
+    was on the wire. Each is its own commit (one transaction's savepoint) and succeeds or fails
+    alone; the answer lists their outcomes in order."""
+
+    items: list[PublishPacked]
+
+
+@message("packedpublished")
+class PackedPublished:
+    """Per item of a ``PublishPackedBatch``: its file, or (``None`` there) its error."""
+
+    files: list[FileInfo | None]
+    errors: list[ErrorReply | None]
 
 
 @message("compactpacks")

@@ -108,7 +108,7 @@ class Profiler:
                 continue
             out = self.directory / f"{name}.{role}.folded"
             proc = subprocess.Popen([self.py_spy or "py-spy", "record", "--pid", str(pid), "--format", "raw",
-                                     "--rate", str(PY_SPY_RATE), "--nonblocking", "--output", str(out)],
+                                     "--rate", str(PY_SPY_RATE), "--nonblocking", *os.environ.get("HERCULES_PY_SPY_ARGS", "").split(), "--output", str(out)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
             spies.append((role, out, proc))
         return spies

@@ -16,8 +16,6 @@ from typing import Any
 from hercules_core import messages as m
 from hercules_core.errors import HerculesError
 
-BATCH_MAX = 256  # the master's limit on one batch (master/packs.PUBLISH_BATCH_MAX)
-
 MasterCall = Callable[[Any], Awaitable[Any]]  # one master call, with the client's retries
 
 
@@ -48,7 +46,7 @@ class PublishQueue:
             self._busy = False
             self._task = None
             return
-        batch, self._waiting = self._waiting[:BATCH_MAX], self._waiting[BATCH_MAX:]
+        batch, self._waiting = self._waiting[:m.PUBLISH_BATCH_MAX], self._waiting[m.PUBLISH_BATCH_MAX:]
         self._task = asyncio.ensure_future(self._send(batch))
 
     async def _send(self, batch: list[tuple[m.PublishPacked, asyncio.Future[m.FileInfo]]]) -> None:

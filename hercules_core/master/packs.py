@@ -25,7 +25,6 @@ from hercules_core.rpc import CallContext, Handler
 
 log = logging.getLogger(__name__)
 COMPACT_EVERY = 60.0  # seconds between automatic compaction rounds
-PUBLISH_BATCH_MAX = 256  # items of one PublishPackedBatch
 
 
 class Packs(AuthorityPart):
@@ -81,8 +80,8 @@ class Packs(AuthorityPart):
     async def publish_batch(self, msg: m.PublishPackedBatch, data: memoryview, ctx: CallContext) -> m.PackedPublished:
         """Every item published as by ``publish``, all at once: the store's group commit runs them
         in one transaction, each in its own savepoint, so one item's error is its own."""
-        if not 0 < len(msg.items) <= PUBLISH_BATCH_MAX:
-            raise InvalidArgument(f"a batch publishes 1 to {PUBLISH_BATCH_MAX} files, not {len(msg.items)}")
+        if not 0 < len(msg.items) <= m.PUBLISH_BATCH_MAX:
+            raise InvalidArgument(f"a batch publishes 1 to {m.PUBLISH_BATCH_MAX} files, not {len(msg.items)}")
         outcomes = await asyncio.gather(*(self.publish(item, data, ctx) for item in msg.items),
                                         return_exceptions=True)
         files: list[m.FileInfo | None] = []

@@ -7,7 +7,9 @@ from hercules_core.messages.master import ChunkLocation, ErrorReply, FileInfo
 from hercules_core.messages.registry import message
 
 __all__ = ["OpenPack", "PackTarget", "PublishPacked", "PublishPackedBatch", "PackedPublished", "CompactPacks",
-           "PacksCompacted"]
+           "PacksCompacted", "PUBLISH_BATCH_MAX"]
+
+PUBLISH_BATCH_MAX = 256  # items of one PublishPackedBatch: the master refuses more, clients send no more
 
 
 @message("openpack")

@@ -70,7 +70,12 @@ docker run --rm --user 0:0 --entrypoint sh \
         set -e
         cp /backup/meta/* /backup/
         cd /backup
-        tar --numeric-owner -czf "/out/$1.part" MANIFEST $(ls metadata.sqlite3 2>/dev/null) volumes
+        # live volumes: a chunk written or collected while tar reads is expected (see above), so
+        # "file changed as we read it" (exit 1) and a file gone before it was read are no failure
+        rc=0
+        tar --numeric-owner --warning=no-file-changed --warning=no-file-removed --ignore-failed-read \
+            -czf "/out/$1.part" MANIFEST $(ls metadata.sqlite3 2>/dev/null) volumes || rc=$?
+        [ "$rc" -le 1 ] || exit "$rc"
         chown "$2" "/out/$1.part"
         mv "/out/$1.part" "/out/$1"' sh "$name" "$(id -u):$(id -g)"
 log "wrote $out_dir/$name ($(du -h "$out_dir/$name" | cut -f1))"

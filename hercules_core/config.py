@@ -143,6 +143,9 @@ class Config:
     # Packs open at once. Small records queued on one open pack go to its replicas as one mutation,
     # so one lane serves a small cluster best; more spread the appends over more primaries.
     pack_lanes: int = attrs.field(default=1, validator=_positive)
+    # Leases on cached entries (docs/consistency.md, "Cached entries"): how long a holder's session
+    # lasts unrenewed, so the longest a mutation waits for a silent holder (0: no entry is leased).
+    entry_lease: float = attrs.field(default=3.0, validator=attrs.validators.ge(0))
     upload_timeout: float = attrs.field(default=86400.0, validator=_positive)  # abandoned uploads go after this
     max_concurrent_copies: int = attrs.field(default=4, validator=_positive)
     rebalance_spread: float = attrs.field(default=0.10, validator=_positive)
@@ -165,6 +168,7 @@ class Config:
     push_budget: int = attrs.field(default=256 * MiB, validator=_positive)
     push_ttl: float = attrs.field(default=30.0, validator=_positive)
     gateway_max_inflight: int = attrs.field(default=32, validator=_positive)  # transfers streaming at once
+    gateway_entry_cache: int = attrs.field(default=10_000, validator=attrs.validators.ge(0))  # leased entries kept
     # Gateway security (docs/security.md): credentials (unset: no authentication), HTTPS, HTTP limits.
     auth_file: str | None = None  # TOML principals; re-read on SIGHUP
     tls_cert: str | None = None  # PEM certificate chain; with tls_key the gateway serves HTTPS only

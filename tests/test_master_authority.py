@@ -64,7 +64,7 @@ async def test_every_master_message_has_a_handler(service: MasterService) -> Non
                 m.AbortUpload, m.Delete, m.Undelete, m.ListTrash, m.PurgeTrash, m.Snapshot, m.GetChunk, m.Locate,
                 m.LastChunk, m.FindChunk, m.ExtendSize, m.ReportBadReplica, m.ClusterStatus, m.Register,
                 m.Heartbeat, m.CheckLease, m.Compose, m.PublishPacked, m.PublishPackedBatch, m.OpenPack,
-                m.CompactPacks}
+                m.CompactPacks, m.WatchEntries}
     assert routed == expected
     Maintenance(service.authority)  # background work is built on the authority alone
 

@@ -229,6 +229,6 @@ class DataPath:
         if msg.length > self.config.max_frame_data:
             raise InvalidArgument(f"read of {msg.length} bytes exceeds the frame limit")
         self.replicas.check_serving()
-        self.replicas.state(msg.handle, msg.version)
+        self.replicas.state(msg.handle, msg.version, msg.at_least)
         payload = await self.replicas.reporting(msg.handle, self.store.read(msg.handle, msg.offset, msg.length))
         return m.ReadReply(len(payload)), payload

@@ -136,11 +136,12 @@ class Replicas:
 
     # -- checks and corrupt replicas ----------------------------------------------------------
 
-    def state(self, handle: int, version: int) -> ChunkState:
+    def state(self, handle: int, version: int, at_least: bool = False) -> ChunkState:
+        """The chunk at ``version`` (``at_least``: or a later one, for bytes that never change)."""
         state = self.chunks.get(handle)
         if state is None:
             raise NotFound(f"chunk {handle} is not on {self.address}")
-        if state.version != version:
+        if state.version != version and not (at_least and state.version > version):
             raise StaleVersion(f"chunk {handle} on {self.address} is at version {state.version}, not {version}")
         return state
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from hercules_core import messages as m
 from hercules_core.client.appends import DATA_TIMEOUT, append_record, push
+from hercules_core.client.entry_cache import EntryCache
 from hercules_core.client.locations import LocationCache
 from hercules_core.client.namespace import NamespaceCalls, request_id
 from hercules_core.client.packed import PackedFiles, gather_small
@@ -57,7 +58,8 @@ class Client(NamespaceCalls, PackedFiles):
     on_master_wait: Callable[[str], None] | None = None
 
     def __init__(self, master: str, transport: TransportSpec, limits: FrameLimits | None = None,
-                 window: int = 4, read_ahead: int = 8, master_retry_for: float = 30.0) -> None:
+                 window: int = 4, read_ahead: int = 8, master_retry_for: float = 30.0,
+                 entry_cache: int = 0) -> None:
         self.master = master
         self.read_ahead = read_ahead
         self.pool = ConnectionPool(transport, limits or FrameLimits())
@@ -68,6 +70,9 @@ class Client(NamespaceCalls, PackedFiles):
         # master has said it (``start``), and retry what a fresh location may cure.
         self.master_policy = RetryPolicy(master_retry_for, max_delay=1.0)
         self.data_policy = RetryPolicy(RETRY_FOR, max_delay=2.0, retryable=DATA_RETRYABLE)
+        # up to ``entry_cache`` packed files' entries, leased: their reads skip the master
+        self.entries = EntryCache(self.pool, master, entry_cache) if entry_cache > 0 else None
+        self._entries_task: asyncio.Task[None] | None = None
 
     async def start(self) -> "Client":
         pong = await self._master(m.Ping())
@@ -77,9 +82,13 @@ class Client(NamespaceCalls, PackedFiles):
         self.pack_lanes = int(pong.info.get("pack_lanes", 1))
         lease = float(pong.info.get("lease_seconds", 0.0))
         self.data_policy = self.data_policy.lasting(max(RETRY_FOR, lease + RETRY_PAST_LEASE))
+        if self.entries is not None and self._entries_task is None:
+            self._entries_task = asyncio.ensure_future(self.entries.run())
         return self
 
     async def close(self) -> None:
+        if self.entries is not None:
+            await self.entries.close(self._entries_task)
         await self.pool.close()
 
     async def __aenter__(self) -> "Client":
@@ -146,9 +155,14 @@ class Client(NamespaceCalls, PackedFiles):
         """The entry at ``path`` (like ``stat``); for a file, where the chunks from ``offset`` are
         is learnt in the same master call, so a ``download`` that follows starts at the replicas."""
         await self._ready()
+        path = normalize(path)
+        cached = self._cached(path)
+        if cached is not None:
+            self._learn_extent(cached)
+            return cached.info
         first = max(0, offset) // self.chunk_size
         wanted = (length + self.chunk_size - 1) // self.chunk_size + 1 if length >= 0 else LOCATE_AHEAD
-        located: m.Located = await self._master(m.Locate(normalize(path), first, min(wanted, LOCATE_AHEAD)))
+        located = await self._locate(path, first, min(wanted, LOCATE_AHEAD))
         if located.extent is not None:
             self._learn_extent(located)
         else:
@@ -314,10 +328,10 @@ class Client(NamespaceCalls, PackedFiles):
         if info.is_dir:
             raise IsADirectory(f"{info.path}: is a directory")
         end = info.size if length < 0 else min(info.size, offset + length)
-        packed = self._take_extent(info.file_id)
+        packed = await self._extent_of(info)
         if packed is not None:  # a packed file: one read of its extent
             if end > offset:
-                yield memoryview(await self._read_packed(*packed))[offset:end]
+                yield memoryview(await self._read_extent(info, packed))[offset:end]
             return
         ahead: collections.deque[asyncio.Task[Buffer]] = collections.deque()
         pieces = iter(split(offset, max(0, end - offset), self.chunk_size))

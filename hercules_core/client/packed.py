@@ -16,6 +16,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import attrs
+
 from hercules_core import messages as m
 from hercules_core.chunkstore.checksums import crc
 from hercules_core.client.appends import append_record
@@ -23,17 +25,25 @@ from hercules_core.client.namespace import request_id
 from hercules_core.client.pieces import UploadSource, rechunk
 from hercules_core.client.publishing import PublishQueue
 from hercules_core.client.retry import RetryPolicy
-from hercules_core.errors import ChecksumMismatch, ChunkFull, NotFound, StaleVersion, Unavailable
+from hercules_core.errors import ChecksumMismatch, ChunkFull, HerculesError, NotFound, StaleVersion, Unavailable
 from hercules_core.plugins.types import Buffer
 from hercules_core.rpc import ConnectionPool
 
 if TYPE_CHECKING:
     from hercules_core.client.client import Client
+    from hercules_core.client.entry_cache import EntryCache
 
 READ_TIMEOUT = 10.0
 LEASE_LEFT = 2.0  # seconds of lease a cached pack location must have left, else it is asked again
 PUBLISH_TRIES = 3
-EXTENTS_KEPT = 4096  # extents learnt by ``open`` and not yet read: the oldest are forgotten
+EXTENTS_KEPT = 4096  # extents learnt by ``open`` (by file id): the least recently used are forgotten
+
+
+
+class PackGone(NotFound):
+    """The pack a record was read from no longer exists (compacted away): asking again where the
+    file's bytes are, not retrying the pack, is what can help."""
+
 
 # (full pack handle or 0, lane) -> that lane's open pack
 OpenPack = Callable[[int, int], Awaitable[m.ChunkLocation]]
@@ -67,10 +77,14 @@ class PackAppender:
     async def append(self, data: Buffer) -> m.PackedExtent:
         """Store ``data`` as one record; its extent (the try that succeeded; an earlier failed try
         may have left a copy nobody names: garbage)."""
+        return (await self.append_at(data))[0]
+
+    async def append_at(self, data: Buffer) -> tuple[m.PackedExtent, m.ChunkLocation]:
+        """``append``, and the location of the pack the record went to."""
         record_crc = crc(data)
         lane = next(self._next_lane) % self.lanes
 
-        async def attempt() -> m.PackedExtent:
+        async def attempt() -> tuple[m.PackedExtent, m.ChunkLocation]:
             full = 0
             while True:
                 loc = await self._target(lane, full)
@@ -79,7 +93,7 @@ class PackAppender:
                 except ChunkFull:
                     full = loc.handle
                     continue
-                return m.PackedExtent(loc.handle, offset, len(data), record_crc)
+                return m.PackedExtent(loc.handle, offset, len(data), record_crc), loc
 
         def failed(exc: Exception) -> None:
             self._locations.pop(lane, None)  # the lease moved or a replica went: ask again
@@ -99,7 +113,7 @@ async def read_record(pool: ConnectionPool, loc: m.ChunkLocation, extent: m.Pack
     for replica in order(list(loc.replicas)):
         try:
             _, data = await pool.call(replica, m.ReadChunk(extent.handle, loc.version, extent.offset,
-                                                           extent.length), timeout=READ_TIMEOUT)
+                                                           extent.length, at_least=True), timeout=READ_TIMEOUT)
         except ChecksumMismatch as exc:
             errors.append(exc)
             if bad is not None:
@@ -154,6 +168,7 @@ class PackedFiles:
     _appender: PackAppender | None = None
     _publisher: PublishQueue | None = None
     _extents: collections.OrderedDict[int, tuple[m.PackedExtent, m.ChunkLocation]]
+    entries: EntryCache | None = None
 
     def _packs(self: Client) -> PackAppender:
         if self._appender is None:
@@ -173,14 +188,67 @@ class PackedFiles:
                 and replication in (None, 0, self.replication))
 
     async def _upload_packed(self: Client, path: str, data: bytes, overwrite: bool) -> m.FileInfo:
+        entries = self.entries
         for _ in range(PUBLISH_TRIES):
-            extent = await self._packs().append(data)
+            extent, loc = await self._packs().append_at(data)
+            seen = entries.revocations if entries is not None else 0
             try:
-                return await self._publishes().publish(m.PublishPacked(
-                    path, extent.handle, extent.offset, extent.length, extent.crc, overwrite, request_id()))
+                info, leased = await self._publishes().publish(m.PublishPacked(
+                    path, extent.handle, extent.offset, extent.length, extent.crc, overwrite, request_id(),
+                    holder=entries.holder if entries is not None else ""))
             except NotFound:  # the pack was compacted away between the append and the publish
                 self._packs().forget()
+                continue
+            if leased and entries is not None:  # read-after-write through this client: no Locate
+                entries.put(info.path, m.Located(info, [loc], extent, leased=True), seen)
+            return info
         raise Unavailable(f"{path}: the pack went away {PUBLISH_TRIES} times in a row")
+
+    # -- leased entries (client/entry_cache.py) --------------------------------------------------
+
+    def _cached(self: Client, path: str) -> m.Located | None:
+        return self.entries.get(path) if self.entries is not None else None
+
+    async def _locate(self: Client, path: str, index: int = 0, count: int = 1) -> m.Located:
+        """``Locate`` at the master; a packed file's entry, leased to us, is kept for later reads."""
+        entries = self.entries
+        if entries is None:
+            located: m.Located = await self._master(m.Locate(path, index, count))
+            return located
+        seen = entries.revocations
+        located = await self._master(m.Locate(path, index, count, holder=entries.holder))
+        if located.leased:
+            entries.put(located.info.path, located, seen)
+        return located
+
+    async def _extent_of(self: Client, info: m.FileInfo) -> tuple[m.PackedExtent, m.ChunkLocation] | None:
+        """Where a packed file's bytes are: as the ``open`` before learnt, or asked again (a file
+        of that shape, with size but no chunks, is packed or sparse)."""
+        extents = getattr(self, "_extents", None)
+        known = extents.get(info.file_id) if extents else None
+        if known is not None or info.is_dir or info.chunk_count or not info.size:
+            return known
+        located = await self._locate(info.path)
+        if located.extent is None or located.info.file_id != info.file_id:
+            return None
+        self._learn_extent(located)
+        return located.extent, located.chunks[0]
+
+    async def _read_extent(self: Client, info: m.FileInfo,
+                           packed: tuple[m.PackedExtent, m.ChunkLocation]) -> Buffer:
+        """The record's bytes; when a cached entry led nowhere, or the pack is gone (compacted
+        away since the entry was learnt), the master is asked once where they are now."""
+        try:
+            return await self._read_packed(*packed)
+        except HerculesError as exc:
+            dropped = self.entries is not None and self.entries.drop(info.path)
+            if not dropped and not isinstance(exc, PackGone):
+                raise
+        located = await self._locate(info.path)
+        if located.extent is None or located.info.file_id != info.file_id:
+            raise NotFound(f"{info.path}: replaced or removed while it was being read")
+        self._learn_extent(located)
+        return await self._read_packed(located.extent, located.chunks[0])
 
     def _learn_extent(self: Client, located: m.Located) -> None:
         if located.extent is None:
@@ -188,12 +256,9 @@ class PackedFiles:
         if not hasattr(self, "_extents"):
             self._extents = collections.OrderedDict()
         self._extents[located.info.file_id] = (located.extent, located.chunks[0])
+        self._extents.move_to_end(located.info.file_id)
         while len(self._extents) > EXTENTS_KEPT:
             self._extents.popitem(last=False)
-
-    def _take_extent(self: Client, file_id: int) -> tuple[m.PackedExtent, m.ChunkLocation] | None:
-        extents = getattr(self, "_extents", None)
-        return extents.pop(file_id, None) if extents else None
 
     async def _read_packed(self: Client, extent: m.PackedExtent, loc: m.ChunkLocation) -> Buffer:
         async def bad(replica: str, exc: Exception) -> None:
@@ -204,14 +269,18 @@ class PackedFiles:
 
         async def attempt() -> Buffer:
             if not where:  # the last try proved the locations wrong (a replica dropped, a new version)
-                where.append(await self.chunk_servers(extent.handle))
+                try:
+                    where.append(await self.chunk_servers(extent.handle))
+                except NotFound as exc:
+                    raise PackGone(f"pack {extent.handle} is gone: {exc.message}") from exc
             return await read_record(self.pool, where[0], extent, self.locations.read_order, bad)
 
         def give_up(exc: Exception) -> Exception:
             return Unavailable(f"pack {extent.handle}: reading the record at {extent.offset} gave up after "
                                f"retries: {exc}")
 
-        return await self.data_policy.run(attempt, give_up=give_up, on_error=lambda exc: where.clear())
+        policy = attrs.evolve(self.data_policy, fatal=(*self.data_policy.fatal, PackGone))
+        return await policy.run(attempt, give_up=give_up, on_error=lambda exc: where.clear())
 
     async def compact_packs(self: Client, garbage: float = 0.0) -> m.PacksCompacted:
         """Seal the open pack and compact every pack whose garbage reaches ``garbage`` (0: the

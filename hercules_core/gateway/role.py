@@ -33,7 +33,8 @@ READ_BUFSIZE = 1 << 20
 
 async def start_gateway(stack: AsyncExitStack, plugins: PluginManager, config: Config) -> str:
     """Serve HTTP until ``stack`` unwinds; return the URL of the main application."""
-    client = Client(config.master_addr, plugins.transport(config.transport), frame_limits(config))
+    client = Client(config.master_addr, plugins.transport(config.transport), frame_limits(config),
+                    entry_cache=config.gateway_entry_cache)
     stack.push_async_callback(client.close)
     ctx = GatewayContext(client=client, config=config)
     if config.auth_file:

@@ -21,6 +21,7 @@ from hercules_core.config import Config
 from hercules_core.errors import HerculesError, NoSpace, NotFound, TooFewChunkservers, Unavailable
 from hercules_core.keyed_locks import KeyedLocks
 from hercules_core.master.cluster import Cluster, Lease
+from hercules_core.master.entry_leases import EntryLeases
 from hercules_core.master.lease_tokens import LeaseTokens
 from hercules_core.master.phi import PhiParams
 from hercules_core.master.store import ChunkRef, MetadataStore
@@ -53,6 +54,7 @@ class ChunkAuthority:
         self.registering_until = time.monotonic() + 3 * config.heartbeat_interval + 1.0  # reports arrive
         self._retiring: set[asyncio.Task[None]] = set()  # version bumps past replicas reported corrupt
         self.tokens = LeaseTokens(config.data_dir())  # what the primaries' mutations carry
+        self.leases = EntryLeases(config.entry_lease)  # on entries clients cache
 
     # -- locations and versions -----------------------------------------------------------------
 
@@ -410,3 +412,4 @@ class AuthorityPart:
         self.config = authority.config
         self.store = authority.store
         self.cluster = authority.cluster
+        self.leases = authority.leases

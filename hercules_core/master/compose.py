@@ -76,8 +76,10 @@ class Composition(AuthorityPart):
         chunk_size = self.config.chunk_size
 
         async def apply() -> m.FileInfo:
-            info, freed = await self.store.compose(target, sources, chunk_size, overwrite=msg.overwrite,
-                                                   remove_sources=msg.remove_sources, request_id=msg.request_id)
+            async with self.leases.mutating([target, *(sources if msg.remove_sources else [])]):
+                info, freed = await self.store.compose(target, sources, chunk_size, overwrite=msg.overwrite,
+                                                       remove_sources=msg.remove_sources,
+                                                       request_id=msg.request_id)
             self.cluster.forget(freed.handles)
             return info
 

@@ -28,7 +28,7 @@ def _check_chunk_index(index: int, chunk_size: int) -> None:
 class ChunkLocations(AuthorityPart):
     def handlers(self) -> dict[type, Handler]:
         return {m.GetChunk: self.get_chunk, m.Locate: self.locate, m.LastChunk: self.last_chunk,
-                m.FindChunk: self.find_chunk, m.ExtendSize: self.extend}
+                m.FindChunk: self.find_chunk, m.ExtendSize: self.extend, m.WatchEntries: self.watch_entries}
 
     async def get_chunk(self, msg: m.GetChunk, data: memoryview, ctx: CallContext) -> m.ChunkLocation:
         _check_chunk_index(msg.index, self.config.chunk_size)
@@ -49,11 +49,20 @@ class ChunkLocations(AuthorityPart):
         _check_chunk_index(msg.index, self.config.chunk_size)
         if not 0 <= msg.count <= MAX_LOCATE:
             raise InvalidArgument(f"count must be between 0 and {MAX_LOCATE}")
-        info = await self.store.stat(public(normalize(msg.path), "read"))
-        if not info.is_dir and info.size and not info.chunk_count:  # packed, or sparse
-            packed = await self.store.extent(info.file_id)
-            if packed is not None:
-                return m.Located(info, [self.authority.read_location(packed[1], 0)], packed[0])
+        path = public(normalize(msg.path), "read")
+        leased = self.leases.register(msg.holder, path)  # before the read: a mutation after it finds the lease
+        try:
+            info = await self.store.stat(path)
+            packed = await self.store.extent(info.file_id) \
+                if not info.is_dir and info.size and not info.chunk_count else None  # packed, or sparse
+        except BaseException:
+            if leased:
+                self.leases.release(msg.holder, path)
+            raise
+        if packed is not None:
+            return m.Located(info, [self.authority.read_location(packed[1], 0)], packed[0], leased)
+        if leased:
+            self.leases.release(msg.holder, path)  # only packed files are cached: their bytes never change
         chunks = []
         if not info.is_dir and info.size:
             last = min(msg.index + msg.count, (info.size - 1) // self.config.chunk_size + 1)
@@ -89,5 +98,13 @@ class ChunkLocations(AuthorityPart):
         if msg.size < 0:
             raise InvalidArgument("size must not be negative")
         check_file_end(msg.size, "the file")
+        await self._refuse_packed(msg.file_id)  # its size is its record's: a cached entry relies on it
         await self.store.extend_size(msg.file_id, msg.size)
         return m.Ok()
+
+    async def watch_entries(self, msg: m.WatchEntries, data: memoryview, ctx: CallContext) -> m.EntriesRevoked:
+        if not msg.holder or len(msg.holder) > 64:
+            raise InvalidArgument("a holder names itself in 1 to 64 characters")
+        if not self.leases.enabled:
+            raise InvalidArgument("this master leases no entries (entry_lease is 0)")
+        return await self.leases.watch(msg)

@@ -61,9 +61,10 @@ class Namespace(AuthorityPart):
         return m.Listing(entries, cursor)
 
     async def rename(self, msg: m.Rename, data: memoryview, ctx: CallContext) -> m.Ok:
-        freed = await self.store.rename(public(normalize(msg.source, what="source"), "rename"),
-                                        public(normalize(msg.target, what="target"), "rename into"), msg.overwrite,
-                                        request_id=msg.request_id)
+        source = public(normalize(msg.source, what="source"), "rename")
+        target = public(normalize(msg.target, what="target"), "rename into")
+        async with self.leases.mutating(trees=[source, target]):
+            freed = await self.store.rename(source, target, msg.overwrite, request_id=msg.request_id)
         self.cluster.forget(freed.handles)
         return m.Ok()
 
@@ -107,7 +108,8 @@ class Namespace(AuthorityPart):
             raise InvalidArgument("size must not be negative")
         check_file_end(msg.size, "the upload")
         target = public(normalize(msg.path), "upload into")
-        info, freed = await self.store.publish(temp, target, msg.size, msg.overwrite, request_id=msg.request_id)
+        async with self.leases.mutating([target] if msg.overwrite else []):
+            info, freed = await self.store.publish(temp, target, msg.size, msg.overwrite, request_id=msg.request_id)
         self.cluster.forget(freed.handles)
         return info
 
@@ -122,13 +124,16 @@ class Namespace(AuthorityPart):
     # -- delete, trash, snapshot -----------------------------------------------------------------
 
     async def delete(self, msg: m.Delete, data: memoryview, ctx: CallContext) -> m.Ok:
-        freed = await self.store.delete(public(normalize(msg.path), "delete"), msg.recursive,
-                                        request_id=msg.request_id)
+        path = public(normalize(msg.path), "delete")
+        async with self.leases.mutating(trees=[path]):
+            freed = await self.store.delete(path, msg.recursive, request_id=msg.request_id)
         self.cluster.forget(freed.handles)
         return m.Ok()
 
     async def undelete(self, msg: m.Undelete, data: memoryview, ctx: CallContext) -> m.FileInfo:
-        return await self.store.undelete(public(normalize(msg.path), "restore into"), request_id=msg.request_id)
+        path = public(normalize(msg.path), "restore into")
+        async with self.leases.mutating([path]):
+            return await self.store.undelete(path, request_id=msg.request_id)
 
     async def list_trash(self, msg: m.ListTrash, data: memoryview, ctx: CallContext) -> m.TrashList:
         if msg.limit < 0:
@@ -152,6 +157,7 @@ class Namespace(AuthorityPart):
 
     async def take_snapshot(self, source: str, target: str, request_id: str = "") -> m.FileInfo:
         """Share ``source``'s chunks with ``target`` once no lease on them is live (``sharing``)."""
-        return await sharing(self.authority, [source], target,
-                             lambda: self.store.snapshot(source, target, request_id=request_id),
-                             replayable=bool(request_id))
+        async with self.leases.mutating(trees=[target]):
+            return await sharing(self.authority, [source], target,
+                                 lambda: self.store.snapshot(source, target, request_id=request_id),
+                                 replayable=bool(request_id))

@@ -66,36 +66,44 @@ class Packs(AuthorityPart):
         return m.PackTarget(await self.target(msg.full, msg.lane))
 
     async def publish(self, msg: m.PublishPacked, data: memoryview, ctx: CallContext) -> m.FileInfo:
+        return (await self._publish(msg))[0]
+
+    async def _publish(self, msg: m.PublishPacked) -> tuple[m.FileInfo, bool]:
+        """The published file, and whether it is leased to the publisher (``msg.holder``)."""
         path = public(normalize(msg.path), "upload into")
         check_handle(msg.handle)
         if not 0 < msg.length <= self.config.chunk_size // 4 or msg.offset < 0 \
                 or msg.offset + msg.length > self.config.chunk_size:
             raise InvalidArgument(f"a record of {msg.length} bytes at {msg.offset} does not fit a pack")
         extent = m.PackedExtent(msg.handle, msg.offset, msg.length, msg.crc & 0xFFFFFFFF)
-        info, freed = await self.store.publish_packed(path, extent, self.config.replication, msg.overwrite,
-                                                      request_id=msg.request_id)
+        async with self.leases.mutating([path], fresh=not msg.overwrite) as mutation:
+            info, freed = await self.store.publish_packed(path, extent, self.config.replication, msg.overwrite,
+                                                          request_id=msg.request_id)
+            leased = mutation.grant(msg.holder, path)
         self.cluster.forget(freed.handles)
-        return info
+        return info, leased
 
     async def publish_batch(self, msg: m.PublishPackedBatch, data: memoryview, ctx: CallContext) -> m.PackedPublished:
         """Every item published as by ``publish``, all at once: the store's group commit runs them
         in one transaction, each in its own savepoint, so one item's error is its own."""
         if not 0 < len(msg.items) <= m.PUBLISH_BATCH_MAX:
             raise InvalidArgument(f"a batch publishes 1 to {m.PUBLISH_BATCH_MAX} files, not {len(msg.items)}")
-        outcomes = await asyncio.gather(*(self.publish(item, data, ctx) for item in msg.items),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(self._publish(item) for item in msg.items), return_exceptions=True)
         files: list[m.FileInfo | None] = []
         errors: list[m.ErrorReply | None] = []
+        leased: list[bool] = []
         for outcome in outcomes:
             if isinstance(outcome, HerculesError):
                 files.append(None)
                 errors.append(m.ErrorReply(outcome.code, outcome.message))
+                leased.append(False)
             elif isinstance(outcome, BaseException):
                 raise outcome  # not a refusal of one item: the call fails as a whole
             else:
-                files.append(outcome)
+                files.append(outcome[0])
                 errors.append(None)
-        return m.PackedPublished(files, errors)
+                leased.append(outcome[1])
+        return m.PackedPublished(files, errors, leased)
 
     # -- compaction ------------------------------------------------------------------------------
 

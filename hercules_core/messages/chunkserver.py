@@ -126,6 +126,7 @@ class ReadChunk:
     version: int
     offset: int
     length: int
+    at_least: bool = False  # any version from ``version`` on: the bytes never change (a pack's record)
 
 
 @message("readreply")

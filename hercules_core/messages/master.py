@@ -184,6 +184,7 @@ class Locate:
     path: str
     index: int = 0
     count: int = 1
+    holder: str = ""  # a holder of cached entries (``WatchEntries``): lease the entry to it if packed
 
 
 @message("extent")
@@ -201,6 +202,7 @@ class Located:
     info: FileInfo
     chunks: list[ChunkLocation]
     extent: PackedExtent | None = None  # a packed file's; then ``chunks`` is its pack's location
+    leased: bool = False  # leased to the ``holder`` asked for: it may answer reads of it itself
 
 
 @message("extend")

@@ -3,6 +3,8 @@ client appends small files to, publishing one as an extent of it, and compaction
 
 from __future__ import annotations
 
+import attrs
+
 from hercules_core.messages.master import ChunkLocation, ErrorReply, FileInfo
 from hercules_core.messages.registry import message
 
@@ -38,6 +40,7 @@ class PublishPacked:
     crc: int
     overwrite: bool = False
     request_id: str = ""
+    holder: str = ""  # a holder of cached entries: lease the published file to it
 
 
 @message("pubpackedbatch")
@@ -55,6 +58,7 @@ class PackedPublished:
 
     files: list[FileInfo | None]
     errors: list[ErrorReply | None]
+    leased: list[bool] = attrs.field(factory=list)  # per item: leased to its ``holder``
 
 
 @message("compactpacks")

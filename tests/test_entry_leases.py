@@ -17,6 +17,7 @@ import pytest
 
 from hercules_core import messages as m
 from hercules_core.client import Client, connect
+from hercules_core.client.entry_cache import EntryCache
 from hercules_core.master.entry_leases import EntryLeases
 from hercules_core.testing.cluster import LocalCluster
 from tests.helpers import FAST, Http
@@ -228,3 +229,53 @@ async def test_a_restarted_master_waits_out_the_sessions_of_the_one_before() -> 
     await asyncio.sleep(0.3)
     assert not waiting.done()
     waiting.cancel()
+
+
+async def test_an_overtaken_poll_does_not_forget_a_lease_granted_since() -> None:
+    leases = fresh_leases(ttl=30.0)
+    first = await leases.watch(m.WatchEntries("h", poll=1))
+    renewing = asyncio.ensure_future(leases.watch(m.WatchEntries("h", 0, first.session, poll=3)))
+    await asyncio.sleep(0)
+    assert leases.register("h", "/p")
+    late = await leases.watch(m.WatchEntries("h", 0, first.session, ["/p"], poll=2))  # gave up on, then arrived
+    assert late.drop_all and leases.leased() == 1
+    renewing.cancel()
+
+
+class HeldPolls:
+    """A connection pool whose master answers each ``WatchEntries`` when the test says so."""
+
+    def __init__(self) -> None:
+        self.polls: asyncio.Queue[tuple[m.WatchEntries, asyncio.Future[m.EntriesRevoked]]] = asyncio.Queue()
+
+    async def call(self, peer: str, msg: m.WatchEntries, timeout: float | None = None) -> tuple[object, bytes]:
+        answer: asyncio.Future[m.EntriesRevoked] = asyncio.get_running_loop().create_future()
+        await self.polls.put((msg, answer))
+        return await answer, b""
+
+
+async def test_a_path_let_go_is_not_cached_again_while_the_master_is_being_told() -> None:
+    pool = HeldPolls()
+    cache = EntryCache(pool, "master", capacity=10)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(cache.run())
+    located = m.Located(m.FileInfo("/p", 1, False, 5, 3, 0, 0.0, 0.0), [], m.PackedExtent(7, 0, 5, 0), leased=True)
+    try:
+        poll, answer = await pool.polls.get()
+        answer.set_result(m.EntriesRevoked(0, [], [], 30.0, "s", drop_all=True))
+        poll, answer = await pool.polls.get()
+        answer.set_result(m.EntriesRevoked(0, [], [], 30.0, "s"))  # renewed: the cache is in use
+        poll, answer = await pool.polls.get()
+        cache.put("/p", located, cache.revocations)
+        assert cache.get("/p") == located
+        assert cache.drop("/p")
+        answer.set_result(m.EntriesRevoked(0, [], [], 30.0, "s"))
+        poll, answer = await pool.polls.get()
+        assert poll.dropped == ["/p"]
+        cache.put("/p", located, cache.revocations)  # leased again while the drop is on the wire
+        assert cache.get("/p") is None
+        answer.set_result(m.EntriesRevoked(0, [], [], 30.0, "s"))
+        await pool.polls.get()
+        cache.put("/p", located, cache.revocations)
+        assert cache.get("/p") == located
+    finally:
+        task.cancel()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import secrets
 import time
@@ -43,7 +44,12 @@ class EntryCache:
         self._session = ""
         self._ttl = 3.0  # the master's, from its last answer
         self._acked = 0
-        self._dropped: list[str] = []  # evicted, to be told to the master
+        self._polls = itertools.count(1)
+        # let go of, to be told to the master (an ordered set), and told in the poll on the wire:
+        # a path there is not cached again until that poll is answered, or the master, applying
+        # it, would forget a lease granted after we let go
+        self._dropped: dict[str, None] = {}
+        self._telling: set[str] = set()
         self.revocations = 0  # how many arrived: an entry located across one is not kept
         self.hits = self.misses = 0
 
@@ -64,25 +70,28 @@ class EntryCache:
 
     def put(self, path: str, located: m.Located, revocations: int) -> None:
         """Keep ``located`` (leased to us), unless a revocation arrived since it was asked for."""
-        if revocations != self.revocations:
-            self._dropped.append(path)  # the master may hold the lease: tell it we let it go
+        if path in self._telling:
             return
+        if revocations != self.revocations:
+            self._dropped[path] = None  # the master may hold the lease: tell it we let it go
+            return
+        self._dropped.pop(path, None)  # not told yet: the lease just granted stands
         self._entries[path] = located
         self._entries.move_to_end(path)
         while len(self._entries) > self.capacity:
-            self._dropped.append(self._entries.popitem(last=False)[0])
+            self._dropped[self._entries.popitem(last=False)[0]] = None
 
     def drop(self, path: str) -> bool:
         """Stop using ``path``'s entry (its read failed); whether there was one."""
         if self._entries.pop(path, None) is None:
             return False
-        self._dropped.append(path)
+        self._dropped[path] = None
         return True
 
     def _clear(self, report: bool = False) -> None:
         """Use nothing cached; ``report``: the master still knows us, so tell it what went."""
         if report:
-            self._dropped.extend(self._entries)
+            self._dropped.update(dict.fromkeys(self._entries))
         else:
             self._dropped.clear()
         self._entries.clear()
@@ -109,11 +118,14 @@ class EntryCache:
     async def run(self) -> None:
         """Poll the master for as long as the client lives; without a session nothing is used."""
         while True:
-            dropped, self._dropped = self._dropped[:MAX_DROPPED], self._dropped[MAX_DROPPED:]
+            dropped = list(itertools.islice(self._dropped, MAX_DROPPED))
+            for path in dropped:
+                del self._dropped[path]
+            self._telling = set(dropped)
             sent = time.monotonic()
             try:
                 answer, _ = await self.pool.call(
-                    self.master, m.WatchEntries(self.holder, self._acked, self._session, dropped),
+                    self.master, m.WatchEntries(self.holder, self._acked, self._session, dropped, next(self._polls)),
                     timeout=self._ttl + POLL_SLACK)
             except InvalidArgument as exc:  # a master that leases nothing (entry_lease 0)
                 log.info("entry leases: %s; reads always ask the master", exc)
@@ -121,10 +133,12 @@ class EntryCache:
                 return
             except (HerculesError, OSError, asyncio.TimeoutError, EOFError) as exc:
                 log.debug("entry leases: poll failed (%s); cache off until the next one answers", exc)
-                self._dropped[:0] = dropped
+                self._telling = set()
+                self._dropped.update(dict.fromkeys(dropped))
                 self._clear(report=True)
                 await asyncio.sleep(RETRY_AFTER)
                 continue
+            self._telling = set()
             self._apply(answer, sent)
 
     async def close(self, task: asyncio.Task[None] | None) -> None:

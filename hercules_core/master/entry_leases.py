@@ -43,6 +43,7 @@ class Holder:
     paths: set[str] = attrs.field(factory=set)
     sent: int = 0  # sequence number of the last revocation queued
     acked: int = 0
+    last_poll: int = 0  # the holder's number of the latest poll seen
     pending: list[tuple[int, list[str], list[str]]] = attrs.field(factory=list)  # (seq, paths, trees)
     wake: asyncio.Event = attrs.field(factory=asyncio.Event)
     acks: list[tuple[int, asyncio.Future[None]]] = attrs.field(factory=list)
@@ -195,11 +196,16 @@ class EntryLeases:
         must drop now: at once if anything, else after a while (its session renewed)."""
         holder = self._live(msg.holder)
         if holder is None:  # new, or its session ran out: whatever it cached goes
-            holder = self._holders[msg.holder] = Holder(msg.holder, time.monotonic() + self.ttl)
+            holder = self._holders[msg.holder] = Holder(msg.holder, time.monotonic() + self.ttl,
+                                                        last_poll=msg.poll)
             return m.EntriesRevoked(0, [], [], self.ttl, self.session, drop_all=True)
+        if msg.poll and msg.poll <= holder.last_poll:  # overtaken (its holder gave up on it): no effect
+            return m.EntriesRevoked(0, [], [], self.ttl, self.session, drop_all=True)
+        holder.last_poll = msg.poll
         if msg.session != self.session:
             self._forget(holder)
-            holder = self._holders[msg.holder] = Holder(msg.holder, time.monotonic() + self.ttl)
+            holder = self._holders[msg.holder] = Holder(msg.holder, time.monotonic() + self.ttl,
+                                                        last_poll=msg.poll)
             return m.EntriesRevoked(0, [], [], self.ttl, self.session, drop_all=True)
         self._remove(holder, msg.dropped[:MAX_DROPPED])
         self._acknowledge(holder, msg.acked)

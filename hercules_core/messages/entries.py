@@ -19,6 +19,7 @@ class WatchEntries:
     acked: int = 0
     session: str = ""
     dropped: list[str] = attrs.field(factory=list)
+    poll: int = 0  # counts the holder's polls: one overtaken by a later one is ignored
 
 
 @message("entriesrevoked")

@@ -75,9 +75,16 @@ def test_reads_after_a_write_through_the_gateway_skip_the_master(cluster: LocalC
     for path, data in files.items():
         assert gw.request("PUT", f"/api/v1/files{path}", data)[0] == 201
     before = locates(cluster)
+    hits = value(scrape(cluster.metrics_url("gateway")), "hercules_gateway_entry_lookups_total", outcome="hit")
     for path, data in files.items():
         assert get(gw, path) == (200, data)
     assert locates(cluster) == before  # each was leased to the gateway by its own publish
+    gateway = scrape(cluster.metrics_url("gateway"))
+    assert value(gateway, "hercules_gateway_entry_lookups_total", outcome="hit") == hits + len(files)
+    assert value(gateway, "hercules_gateway_cached_entries") >= len(files)
+    master = scrape(cluster.metrics_url("master"))
+    assert value(master, "hercules_entry_lease_holders") == 1  # the gateway
+    assert value(master, "hercules_entry_leases") >= len(files)
 
 
 async def test_concurrent_reads_of_one_cached_file_all_get_its_bytes(cluster: LocalCluster, gw: Http) -> None:

@@ -40,7 +40,7 @@ async def start_gateway(stack: AsyncExitStack, plugins: PluginManager, config: C
     if config.auth_file:
         _watch_credentials(stack, ctx.state.setdefault(STATE_KEY, Credentials.open(config.auth_file)))
     app = build_app(ctx, plugins, config.routes)
-    gateway_metrics(app, ctx.state, config)
+    gateway_metrics(app, ctx.state, config, client.entries)
     tls = _tls_context(config)
     url = await _serve(stack, app, config.gateway_address(), config, tls)
     await _serve_own_ports(stack, ctx, plugins, config.routes, tls)

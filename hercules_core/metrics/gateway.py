@@ -29,7 +29,8 @@ ABORTED = "aborted"  # the status label of a request whose client left before th
 class HttpMetrics:
     """Requests by route, method and status, with latency; request and response bytes by route."""
 
-    def __init__(self, registry: CollectorRegistry, state: dict[str, Any], slots: int) -> None:
+    def __init__(self, registry: CollectorRegistry, state: dict[str, Any], slots: int,
+                 entries: Any = None) -> None:
         self._duration = LoopHistogram("hercules_http_request_duration_seconds",
                                        "Gateway HTTP requests answered, by route, method and status",
                                        ["route", "method", "status"], LATENCY_BUCKETS)
@@ -37,7 +38,7 @@ class HttpMetrics:
         self._children: dict[tuple[str, str, str], Series] = {}
         self.received: dict[tuple[str, str], int] = {}
         self.sent: dict[tuple[str, str], int] = {}
-        registry.register(_GatewayCollector(self, state, slots))
+        registry.register(_GatewayCollector(self, state, slots, entries))
 
     def observe(self, route: str, method: str, status: str, seconds: float, received: int, sent: int) -> None:
         key = (route, method, status)
@@ -76,10 +77,11 @@ class HttpMetrics:
 
 
 class _GatewayCollector:
-    def __init__(self, http: HttpMetrics, state: dict[str, Any], slots: int) -> None:
+    def __init__(self, http: HttpMetrics, state: dict[str, Any], slots: int, entries: Any) -> None:
         self._http = http
         self._state = state
         self._slots = slots
+        self._entries = entries  # the client's EntryCache, when it caches leased entries
 
     def collect(self) -> Iterator[Metric]:
         received = CounterMetricFamily("hercules_http_received_bytes",
@@ -102,3 +104,13 @@ class _GatewayCollector:
             yield GaugeMetricFamily("hercules_gateway_transfers_in_use",
                                     "Uploads and downloads streaming now (the rest wait for a slot)",
                                     value=self._slots - free)
+        entries = self._entries
+        if entries is not None:
+            yield GaugeMetricFamily("hercules_gateway_cached_entries",
+                                    "Packed files' entries the gateway holds under leases", value=len(entries))
+            lookups = CounterMetricFamily("hercules_gateway_entry_lookups",
+                                          "Opens of a file by whether a leased entry answered it (hit) or the "
+                                          "master was asked (miss)", labels=["outcome"])
+            lookups.add_metric(["hit"], entries.hits)
+            lookups.add_metric(["miss"], entries.misses)
+            yield lookups

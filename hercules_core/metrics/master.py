@@ -16,9 +16,10 @@ class MasterCollector:
     when it keeps them (``counters`` with ``batches``, ``mutations`` and ``commit_seconds``, as the
     SQLite store does)."""
 
-    def __init__(self, cluster: Cluster, store: Any) -> None:
+    def __init__(self, cluster: Cluster, store: Any, leases: Any = None) -> None:
         self._cluster = cluster
         self._store = store
+        self._leases = leases  # EntryLeases: on entries clients cache
 
     def collect(self) -> Iterator[Metric]:
         cluster, now = self._cluster, time.monotonic()
@@ -53,6 +54,12 @@ class MasterCollector:
                                 "Replicas the master wants deleted and no chunkserver has confirmed gone",
                                 value=sum(map(len, cluster.pending_delete.values()))
                                 + sum(map(len, cluster.deleting.values())))
+        if self._leases is not None:
+            yield GaugeMetricFamily("hercules_entry_lease_holders",
+                                    "Clients (gateways) with a live session of leased entries",
+                                    value=self._leases.holders())
+            yield GaugeMetricFamily("hercules_entry_leases", "Paths leased to at least one holder",
+                                    value=self._leases.leased())
         yield from self._commits()
 
     def _commits(self) -> Iterator[Metric]:

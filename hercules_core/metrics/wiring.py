@@ -39,7 +39,7 @@ async def master_metrics(stack: AsyncExitStack, config: Config, service: Any, st
     if config.metrics_address() is None:
         return ""
     endpoint, _ = instrument(service.dispatcher)
-    endpoint.registry.register(MasterCollector(service.authority.cluster, store))
+    endpoint.registry.register(MasterCollector(service.authority.cluster, store, service.authority.leases))
     return await listen(stack, config, endpoint, served_on)
 
 
@@ -55,7 +55,7 @@ async def chunkserver_metrics(stack: AsyncExitStack, config: Config, service: An
     return await listen(stack, config, endpoint, served_on)
 
 
-def gateway_metrics(app: web.Application, state: dict[str, Any], config: Config) -> None:
+def gateway_metrics(app: web.Application, state: dict[str, Any], config: Config, entries: Any = None) -> None:
     """``/metrics`` on the gateway's own port, and the middleware timing every route (outermost,
     so it sees the status the error middleware chose)."""
     from hercules_core.metrics.gateway import HttpMetrics
@@ -63,6 +63,6 @@ def gateway_metrics(app: web.Application, state: dict[str, Any], config: Config)
     if config.metrics_addr == "off":
         return
     endpoint = MetricsEndpoint()
-    http = HttpMetrics(endpoint.registry, state, config.gateway_max_inflight)
+    http = HttpMetrics(endpoint.registry, state, config.gateway_max_inflight, entries)
     app.middlewares.insert(0, http.middleware)
     app.router.add_get("/metrics", endpoint.handle)

@@ -286,3 +286,13 @@ async def test_a_path_let_go_is_not_cached_again_while_the_master_is_being_told(
         assert cache.get("/p") == located
     finally:
         task.cancel()
+
+
+def test_a_head_of_a_cached_file_is_answered_by_the_gateway_alone(cluster: LocalCluster, gw: Http) -> None:
+    put_and_cache(gw, "/head/f", b"twelve bytes")
+    stats = value(scrape(cluster.metrics_url("master")), "hercules_rpc_request_duration_seconds_count",
+                  operation="Stat")
+    status, headers, _ = gw.request("HEAD", "/api/v1/files/head/f")
+    assert status == 200 and headers["content-length"] == "12"
+    assert value(scrape(cluster.metrics_url("master")), "hercules_rpc_request_duration_seconds_count",
+                 operation="Stat") == stats

@@ -140,6 +140,9 @@ class Client(NamespaceCalls, PackedFiles):
         info = await self._file(path)
         return await self._master(m.GetChunk(info.file_id, index))
 
+    def _cached(self, path: str) -> m.Located | None:
+        return self.entries.get(path) if self.entries is not None else None
+
     async def _ready(self) -> None:
         if not self.chunk_size:  # the gateway starts before the master may be up
             await self.start()

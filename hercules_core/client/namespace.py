@@ -17,9 +17,13 @@ from hercules_core.paths import normalize
 
 
 class NamespaceCalls:
-    """Mixed into ``Client``, which supplies ``_master`` (one master call under its retry policy)."""
+    """Mixed into ``Client``, which supplies ``_master`` (one master call under its retry policy)
+    and ``_cached`` (a leased entry, client/entry_cache.py)."""
 
     async def _master(self, msg: Any, timeout: float = 30.0, retry_for: float | None = None) -> Any:
+        raise NotImplementedError
+
+    def _cached(self, path: str) -> m.Located | None:
         raise NotImplementedError
 
     async def mkdir(self, path: str) -> m.FileInfo:
@@ -29,7 +33,9 @@ class NamespaceCalls:
         return await self._master(m.Create(normalize(path), replication, exclusive, request_id()))
 
     async def stat(self, path: str) -> m.FileInfo:
-        return await self._master(m.Stat(normalize(path)))
+        path = normalize(path)
+        cached = self._cached(path)  # a leased entry answers as the master would
+        return cached.info if cached is not None else await self._master(m.Stat(path))
 
     async def list(self, path: str, recursive: bool = False, limit: int = 0, cursor: str = "") -> m.Listing:
         """One page of at most ``limit`` entries after ``cursor``; with ``limit`` 0, every entry

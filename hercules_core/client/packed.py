@@ -206,9 +206,6 @@ class PackedFiles:
 
     # -- leased entries (client/entry_cache.py) --------------------------------------------------
 
-    def _cached(self: Client, path: str) -> m.Located | None:
-        return self.entries.get(path) if self.entries is not None else None
-
     async def _locate(self: Client, path: str, index: int = 0, count: int = 1) -> m.Located:
         """``Locate`` at the master; a packed file's entry, leased to us, is kept for later reads."""
         entries = self.entries

@@ -163,7 +163,7 @@ class Run:
         # S3 keys in our environment are given to the gateway too: the s3 workload then signs (SigV4);
         # so are the settings an A/B run of the data path varies (docs/performance.md)
         passed = ("HERCULES_S3_ACCESS_KEY", "HERCULES_S3_SECRET_KEY", "HERCULES_PACK_THRESHOLD",
-                  "HERCULES_PACK_LANES", "HERCULES_HEAP_KEEP")
+                  "HERCULES_PACK_LANES", "HERCULES_HEAP_KEEP", "HERCULES_ENTRY_LEASE", "HERCULES_GATEWAY_ENTRY_CACHE")
         keys = {k: os.environ[k] for k in passed if os.environ.get(k)}
         cluster = LocalCluster(root, chunkservers=self.o.chunkservers, store=store,
                                settings={"HERCULES_CHUNK_SIZE": str(self.o.chunk_size), **keys})

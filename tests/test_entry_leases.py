@@ -198,6 +198,27 @@ async def test_a_mutation_waits_for_the_holder_to_acknowledge() -> None:
     poll.cancel()
 
 
+async def test_a_tree_revokes_what_lies_under_it_and_nothing_beside_it() -> None:
+    leases = fresh_leases(ttl=30.0)
+    await session(leases, "h")
+    await session(leases, "g")
+    for path in ["/a", "/a/x", "/a/b/y", "/ab/z", "/a-b", "/b"]:
+        assert leases.register("h", path)
+    assert leases.register("g", "/ab/w")
+
+    async def rename() -> None:
+        async with leases.mutating(trees=["/a"]):
+            pass
+
+    task = asyncio.ensure_future(rename())
+    answer = await leases.watch(m.WatchEntries("h", 0, leases.session))
+    assert answer.trees == ["/a"] and answer.paths == []
+    poll = asyncio.ensure_future(leases.watch(m.WatchEntries("h", answer.seq, leases.session)))
+    await asyncio.wait_for(task, 5)  # "g" holds nothing under /a: it is not waited for
+    assert leases.leased() == 4  # /ab/z, /a-b, /b and g's /ab/w: a shared prefix is not a parent
+    poll.cancel()
+
+
 async def test_a_silent_holder_is_forgotten_when_its_session_ends() -> None:
     leases = fresh_leases(ttl=0.5)
     await session(leases, "h")

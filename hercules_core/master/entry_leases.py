@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 import attrs
+from sortedcontainers import SortedList
 
 from hercules_core import messages as m
 from hercules_core.paths import within
@@ -56,6 +57,7 @@ class EntryLeases:
         self.grace_until = time.monotonic() + ttl  # holders of a master before may still be serving
         self._holders: dict[str, Holder] = {}
         self._leased: dict[str, set[str]] = {}  # path -> names of holders
+        self._order = SortedList()  # the keys of _leased: a tree's leased paths are one range of it
         self._marked: collections.Counter[str] = collections.Counter()  # paths being mutated
         self._marked_trees: collections.Counter[str] = collections.Counter()
         self._generation: dict[str, int] = {}  # per marked path: mutations begun on it
@@ -100,7 +102,11 @@ class EntryLeases:
 
     def _add(self, holder: Holder, path: str) -> None:
         holder.paths.add(path)
-        self._leased.setdefault(path, set()).add(holder.name)
+        names = self._leased.get(path)
+        if names is None:
+            names = self._leased[path] = set()
+            self._order.add(path)
+        names.add(holder.name)
 
     def _remove(self, holder: Holder, paths: Iterable[str]) -> None:
         for path in paths:
@@ -110,6 +116,15 @@ class EntryLeases:
                 names.discard(holder.name)
                 if not names:
                     del self._leased[path]
+                    self._order.remove(path)
+
+    def _under(self, tree: str) -> list[str]:
+        """The leased paths ``within`` ``tree``, found without scanning the others."""
+        if tree == "/":
+            return list(self._order)
+        found = [tree] if tree in self._leased else []
+        found.extend(self._order.irange(tree + "/", tree + "0", inclusive=(True, False)))  # "0" follows "/"
+        return found
 
     def _forget(self, holder: Holder) -> None:
         """The session ended: whatever the holder cached it may no longer use."""
@@ -155,6 +170,18 @@ class EntryLeases:
                 if not self._marked_trees[tree]:
                     del self._marked_trees[tree]
 
+    def grant_after(self, mutation: Mutation, name: str, path: str) -> bool:
+        """Lease ``path``, just written by ``mutation``, to its writer ``name``: refused when another
+        mutation of it began since (its lease is not this one's to give) or the holder owes an ack."""
+        if not name or not self.enabled or mutation.generations.get(path) != self._generation.get(path) \
+                or mutation.tree_generation != self._tree_generation:
+            return False
+        holder = self._live(name)
+        if holder is None or holder.pending:
+            return False
+        self._add(holder, path)
+        return True
+
     async def _revoke(self, paths: list[str], trees: list[str]) -> None:
         if (wait := self.grace_until - time.monotonic()) > 0:
             await asyncio.sleep(wait)
@@ -162,12 +189,10 @@ class EntryLeases:
         for path in paths:
             for name in self._leased.get(path, ()):
                 affected.setdefault(name, ([], []))[0].append(path)
-        if trees:
-            for path, names in self._leased.items():
-                for tree in trees:
-                    if within(path, tree):
-                        for name in names:
-                            affected.setdefault(name, ([], []))[1].append(tree)
+        for tree in trees:
+            for path in self._under(tree):
+                for name in self._leased[path]:
+                    affected.setdefault(name, ([], []))[1].append(tree)
         waits = []
         for name, (exact, under) in affected.items():
             holder = self._live(name)
@@ -229,7 +254,8 @@ class EntryLeases:
         holder.pending = [entry for entry in holder.pending if entry[0] > acked]
         for _, exact, under in done:
             self._remove(holder, exact)
-            self._remove(holder, [p for p in list(holder.paths) if any(within(p, t) for t in under)])
+            for tree in under:
+                self._remove(holder, [p for p in self._under(tree) if p in holder.paths])
         for seq, fut in holder.acks:
             if seq <= acked and not fut.done():
                 fut.set_result(None)
@@ -245,12 +271,4 @@ class Mutation:
     tree_generation: int
 
     def grant(self, name: str, path: str) -> bool:
-        leases = self.leases
-        if not name or not leases.enabled or self.generations.get(path) != leases._generation.get(path) \
-                or self.tree_generation != leases._tree_generation:
-            return False  # another mutation of it began after this one: its lease is not ours to give
-        holder = leases._live(name)
-        if holder is None or holder.pending:
-            return False
-        leases._add(holder, path)
-        return True
+        return self.leases.grant_after(self, name, path)

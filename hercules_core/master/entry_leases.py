@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 import attrs
-from sortedcontainers import SortedList
+from sortedcontainers import SortedDict
 
 from hercules_core import messages as m
 from hercules_core.paths import within
@@ -56,8 +56,7 @@ class EntryLeases:
         self.session = secrets.token_hex(8)  # this master's run: a holder it never saw drops all
         self.grace_until = time.monotonic() + ttl  # holders of a master before may still be serving
         self._holders: dict[str, Holder] = {}
-        self._leased: dict[str, set[str]] = {}  # path -> names of holders
-        self._order = SortedList()  # the keys of _leased: a tree's leased paths are one range of it
+        self._leased: SortedDict[str, set[str]] = SortedDict()  # path -> names; a tree's paths are one range
         self._marked: collections.Counter[str] = collections.Counter()  # paths being mutated
         self._marked_trees: collections.Counter[str] = collections.Counter()
         self._generation: dict[str, int] = {}  # per marked path: mutations begun on it
@@ -102,11 +101,7 @@ class EntryLeases:
 
     def _add(self, holder: Holder, path: str) -> None:
         holder.paths.add(path)
-        names = self._leased.get(path)
-        if names is None:
-            names = self._leased[path] = set()
-            self._order.add(path)
-        names.add(holder.name)
+        self._leased.setdefault(path, set()).add(holder.name)
 
     def _remove(self, holder: Holder, paths: Iterable[str]) -> None:
         for path in paths:
@@ -116,14 +111,13 @@ class EntryLeases:
                 names.discard(holder.name)
                 if not names:
                     del self._leased[path]
-                    self._order.remove(path)
 
     def _under(self, tree: str) -> list[str]:
         """The leased paths ``within`` ``tree``, found without scanning the others."""
         if tree == "/":
-            return list(self._order)
+            return list(self._leased)
         found = [tree] if tree in self._leased else []
-        found.extend(self._order.irange(tree + "/", tree + "0", inclusive=(True, False)))  # "0" follows "/"
+        found.extend(self._leased.irange(tree + "/", tree + "0", inclusive=(True, False)))  # "0" follows "/"
         return found
 
     def _forget(self, holder: Holder) -> None:

@@ -122,14 +122,15 @@ class SidecarLogs(Generic[M]):
                 self._forget_torn(handle)
             else:
                 sync = (lambda: self._sync_data(handle, meta, fd)) if journaled or journal else None
-                log = commit_sidecar(path, sealed, self.session, log, keep=True,
-                                     journal=journal_record(*journal) if journal else b"", sync_data=sync)
-                if log is None:  # replaced by this record alone: no journals left
-                    self._journaled.discard(handle)
-                else:
+                log, replaced = commit_sidecar(path, sealed, self.session, log, keep=True,
+                                               journal=journal_record(*journal) if journal else b"",
+                                               sync_data=sync)
+                if log is not None:
                     self._logs.give_log(handle, log)
-                    if journal:
-                        self._journaled.add(handle)
+                if replaced:  # by this record alone: no journals left
+                    self._journaled.discard(handle)
+                elif journal:
+                    self._journaled.add(handle)
         except BaseException:
             self._sidecars.drop(handle)
             raise

@@ -117,19 +117,31 @@ def write_atomic(path: Path, payload: Buffer, tag: str = "", mode: int = 0o644) 
     ``mode`` is the tmp file's from its creation (a secret is never readable by others, even
     before the rename).
     """
+    os.close(write_atomic_open(path, payload, tag, mode))
+
+
+def write_atomic_open(path: Path, payload: Buffer, tag: str = "", mode: int = 0o644) -> int:
+    """``write_atomic``, and the new file left open for reading and writing: its descriptor
+    (a log replaced this way is written on at once, with no open or read to find its end)."""
     tmp = tmp_path_for(path, tag)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode)
         try:
             pwrite_all(fd, payload, 0)
             os.fsync(fd)
-        finally:
+            os.replace(tmp, path)
+        except BaseException:
             os.close(fd)
-        os.replace(tmp, path)
+            raise
     except BaseException:
         unlink_quiet(tmp)
         raise
-    fsync_dir(path.parent)
+    try:
+        fsync_dir(path.parent)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def replace_durably(built: Path, path: Path) -> None:
@@ -186,4 +198,5 @@ __all__ = [
     "tmp_path_for",
     "unlink_quiet",
     "write_atomic",
+    "write_atomic_open",
 ]

@@ -29,7 +29,7 @@ from typing import ClassVar, Self
 import attrs
 
 from hercules_core.chunkstore.checksums import crc
-from hercules_core.chunkstore.fileio import datasync, pwrite_all, unlink_quiet, write_atomic
+from hercules_core.chunkstore.fileio import datasync, pwrite_all, unlink_quiet, write_atomic, write_atomic_open
 from hercules_core.errors import ChecksumMismatch
 from hercules_core.plugins.types import Buffer
 
@@ -106,19 +106,21 @@ def _open_log(path: Path) -> SidecarLog | None:
 
 def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None = None, *,
                    keep: bool = False, journal: bytes = b"",
-                   sync_data: Callable[[], None] | None = None) -> SidecarLog | None:
+                   sync_data: Callable[[], None] | None = None) -> tuple[SidecarLog | None, bool]:
     """Make a new sidecar record durable with one fdatasync: appended to the sidecar's log while
     it is small, else the file is replaced (atomically) by just this record.
 
     When a record does not fit the file, zeros are written after it, as many bytes as the log
     then holds (up to its limit): the next records overwrite them, so their fdatasync changes
     no file size and, on ext4 and its kind, commits no file-system journal (about half the
-    cost of an appending one here). A log that grows doubles its file a few times, and a
-    sidecar never takes more than twice its records' bytes.
+    cost of an appending one here). A log that grows doubles its file a few times. A sidecar
+    never takes more than twice its records' bytes, or the limit: a busy log (``keep``) that is
+    replaced keeps its size, so the commits after it do not pay those doublings again.
 
-    With ``keep`` the log stays open and is returned, to be passed back as ``log`` by the next
-    commit: an append is then one write and one fdatasync, with no stat, open or close. ``None``
-    comes back when the file was replaced (a descriptor of the old file must not be written).
+    Returns the log and whether the file was replaced. With ``keep`` the log stays open and is
+    returned, to be passed back as ``log`` by the next commit: an append is then one write and
+    one fdatasync, with no stat, open or close; after a replacement it is the new file's. Without
+    ``keep`` the log is ``None``.
 
     ``journal`` (``journal_record``s) goes in the same write, before the record. A replacement
     drops the log's journals, so it first calls ``sync_data`` (which must make the data file's
@@ -133,12 +135,18 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None =
     added = len(journal) + len(record)
     limit = max(SIDECAR_LOG_LIMIT, 4 * added)
     if log is None or log[1] + added > limit:
+        room = 0
         if log is not None:
             os.close(log[0])
+            if keep:  # a busy log keeps its size: the records after this one change no file size
+                room = max(0, min(limit, log[2]) - len(record))
         if sync_data is not None:
             sync_data()
-        write_atomic(path, record, tag)
-        return None
+        if not keep:
+            write_atomic(path, record, tag)
+            return None, True
+        fd = write_atomic_open(path, b"".join((record, bytes(room))) if room else record, tag)
+        return (fd, len(record), len(record) + room), True
     fd, end, size = log
     room = 0
     if end + added > size:  # no room written ahead: as much as the log then holds, up to the limit
@@ -151,9 +159,9 @@ def commit_sidecar(path: Path, sealed: bytes, tag: str, log: SidecarLog | None =
         os.close(fd)
         raise
     if keep:
-        return fd, end + added, max(size, end + len(out))
+        return (fd, end + added, max(size, end + len(out))), False
     os.close(fd)
-    return None
+    return None, False
 
 
 def rewrite_sidecar(path: Path, sealed: bytes, tag: str) -> None:
